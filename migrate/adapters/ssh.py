@@ -1,0 +1,67 @@
+"""SSH and SFTP through paramiko, with host keys always verified against the inventory's
+known_hosts and a fresh connection per use (a reused one would skip that check)."""
+
+from __future__ import annotations
+
+import posixpath
+from contextlib import contextmanager
+from pathlib import Path
+
+import paramiko
+
+from migrate.adapters import guard
+from migrate.config import Host, Inventory
+from migrate.errors import ConfigError, StepFailed
+
+
+def host(inv: Inventory, name: str) -> Host:
+    try:
+        return inv.hosts[name]
+    except KeyError:
+        raise ConfigError(f"host '{name}' is not in the inventory") from None
+
+
+def host_path(h: Host, path: str) -> str:
+    """Where an absolute path of the spec lives on the host (the lab's hosts have a root)."""
+    root = str(h.vars.get("host_root", "")).rstrip("/")
+    return posixpath.normpath(root + "/" + path.lstrip("/")) if root else path
+
+
+@contextmanager
+def connect(inv: Inventory, name: str):
+    h = host(inv, name)
+    guard.check(inv, h.address, f"host {name}")
+    known_hosts = h.vars.get("known_hosts_file")
+    key_file = h.vars.get("ansible_ssh_private_key_file")
+    if not known_hosts or not Path(known_hosts).is_file():
+        raise ConfigError(f"hosts.{name}.known_hosts_file: {known_hosts} not found (is the lab up?)")
+    client = paramiko.SSHClient()
+    client.load_host_keys(known_hosts)
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    try:
+        client.connect(h.address, port=h.port, username=h.user, key_filename=key_file,
+                       look_for_keys=False, allow_agent=False, timeout=10, banner_timeout=10, auth_timeout=10)
+    except paramiko.BadHostKeyException as exc:
+        raise StepFailed(f"host {name}: host key changed (got {exc.key.get_name()} "
+                         f"{exc.key.fingerprint}); refusing to connect") from None
+    except paramiko.SSHException as exc:
+        raise StepFailed(f"host {name}: SSH refused ({exc})") from None
+    except OSError as exc:
+        raise StepFailed(f"host {name}: unreachable at {h.address}:{h.port} ({exc.strerror or exc})") from None
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def walk(sftp: paramiko.SFTPClient, top: str):
+    """(relative path, attributes) of every regular file under top, sorted."""
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        for entry in sorted(sftp.listdir_attr(posixpath.join(top, rel)), key=lambda e: e.filename):
+            child = posixpath.join(rel, entry.filename)
+            if entry.st_mode is not None and (entry.st_mode & 0o170000) == 0o040000:
+                stack.append(child)
+            elif entry.st_mode is not None and (entry.st_mode & 0o170000) == 0o100000:
+                yield child, entry

@@ -1,0 +1,189 @@
+"""The `migrate` command line: parsing and printing only; the work is in `commands`.
+
+Exit codes: 0 success; 1 the operation failed (a step, a check, a verification);
+2 bad usage or bad configuration; 3 the wave is locked by another run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from migrate import commands, config
+from migrate.engine.events import Bus, json_lines
+from migrate.errors import ConfigError, MigrateError
+
+EXIT_CODES = """Exit codes: 0 success; 1 the operation failed (a step, a check, a verification);
+2 bad usage or bad configuration; 3 the wave is locked by another run."""
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+class Options:
+    def __init__(self, inventory: str, debug: bool, as_json: bool):
+        self.inventory_dir, self.debug, self.json = inventory, debug, as_json
+
+    def inventory(self) -> config.Inventory:
+        return config.load(self.inventory_dir)
+
+    def bus(self) -> Bus:
+        return Bus(json_lines(sys.stdout)) if self.json else Bus(console_listener)
+
+
+def console_listener(kind: str, data: dict) -> None:
+    if kind == "step_started":
+        vol = ", ".join(f"{k} {v:,}" for k, v in data.get("volume", {}).items())
+        out.print(f"[bold]▶ {data['step']}[/] {data['title']}" + (f" [dim]({vol})[/]" if vol else ""))
+    elif kind == "action":
+        out.print(f"    {'would ' if data['dry'] else ''}{data['summary']}")
+    elif kind == "step_noop":
+        out.print(f"    nothing to do: {data['reason']}")
+    elif kind == "step_done":
+        out.print(f"  [green]✓[/] {data['step']} [dim]{data['seconds']:.1f}s[/]")
+    elif kind == "step_skipped":
+        out.print(f"  [dim]✓ {data['step']} (completed earlier)[/]")
+    elif kind == "step_resumed":
+        out.print(f"  [yellow]↺ {data['step']}[/] was interrupted: undoing {data['undoing']} partial effect(s), then again")
+    elif kind == "step_failed":
+        out.print(f"  [red]✗ {data['step']}[/]")
+    elif kind == "irreversible":
+        out.print(f"  [red]! cannot undo[/] {data['summary']}: {data['reason']}")
+
+
+def confirm_with(yes: bool):
+    def confirm(text: str) -> bool:
+        err.print(text)
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            raise ConfigError("confirmation needed and no terminal to ask on: pass --yes")
+        return click.confirm("Proceed?", default=False, err=True)
+    return confirm
+
+
+@click.group(epilog=EXIT_CODES)
+@click.option("-i", "--inventory", default="inventories/lab", show_default=True,
+              help="Inventory directory (hosts.yml + migrate.yml).")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output where the output is data.")
+@click.version_option(package_name="migrate")
+@click.pass_context
+def cli(ctx: click.Context, inventory: str, debug: bool, as_json: bool) -> None:
+    """Move a municipality's HR and attendance systems to a cloud, in waves."""
+    ctx.obj = Options(inventory, debug, as_json)
+
+
+@cli.command(epilog=EXIT_CODES)
+@click.argument("wave")
+@click.pass_obj
+def plan(o: Options, wave: str) -> None:
+    """Show every step of WAVE and what it would change. Changes nothing."""
+    outcome = commands.plan(o.inventory(), wave, bus=o.bus())
+    _finish(o, outcome)
+
+
+@cli.command(epilog=EXIT_CODES)
+@click.argument("wave")
+@click.option("--dry-run", is_flag=True, help="Plan and check only; change nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def run(o: Options, wave: str, dry_run: bool, yes: bool) -> None:
+    """Run WAVE, or resume it after a failure or crash."""
+    outcome = commands.run(o.inventory(), wave, bus=o.bus(), confirm=confirm_with(yes), dry_run=dry_run)
+    _finish(o, outcome)
+
+
+@cli.command(epilog=EXIT_CODES)
+@click.argument("wave")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def rollback(o: Options, wave: str, yes: bool) -> None:
+    """Undo the completed steps of WAVE's last run, newest first."""
+    outcome = commands.rollback(o.inventory(), wave, bus=o.bus(), confirm=confirm_with(yes))
+    _finish(o, outcome)
+
+
+@cli.command(epilog=EXIT_CODES)
+@click.argument("wave", required=False)
+@click.pass_obj
+def status(o: Options, wave: str | None) -> None:
+    """Each wave's steps, with state and timings."""
+    result = commands.status(o.inventory(), wave)
+    if o.json:
+        click.echo(json.dumps(result, indent=2, default=str))
+        return
+    out.print(f"journal {result['journal']} (chain {result['chain']})")
+    for name, w in result["waves"].items():
+        out.print(f"[bold]{name}[/]: {w['status']}" + (f" (run {w['run_id']}, {w['operator']})" if "run_id" in w else ""))
+        if w.get("lock"):
+            out.print(f"  locked by pid {w['lock'].get('pid')} on {w['lock'].get('host')} since {w['lock'].get('since')}")
+        table = Table("step", "state", "seconds", "note", box=None, pad_edge=False)
+        for s in w.get("steps", []):
+            table.add_row(s["id"], s["state"], f"{s['seconds']:.1f}" if s["seconds"] is not None else "",
+                          s["error"] or s["noop"] or "")
+        if w.get("steps"):
+            out.print(table)
+
+
+@cli.command(epilog=EXIT_CODES)
+@click.argument("wave")
+@click.option("--force", is_flag=True, help="Remove the lock even if its holder seems alive.")
+@click.pass_obj
+def unlock(o: Options, wave: str, force: bool) -> None:
+    """Clear WAVE's lock when its holder is gone."""
+    out.print(commands.unlock(o.inventory(), wave, force=force))
+
+
+def _finish(o: Options, outcome: commands.Outcome) -> None:
+    if o.json:
+        click.echo(json.dumps({"result": outcome.status, "wave": outcome.wave, "run_id": outcome.run_id,
+                               "message": outcome.message,
+                               "plan": outcome.plan.to_json() if outcome.plan else None}))
+    else:
+        out.print(f"[bold]{outcome.message}[/]")
+    if outcome.status == "cancelled":
+        sys.exit(1)
+
+
+from migrate.lab_cli import lab  # noqa: E402  (registers the `lab` group)
+
+cli.add_command(lab)
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv[1:]
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except MigrateError as exc:
+        if debug:
+            traceback.print_exc()
+        for line in getattr(exc, "problems", [str(exc)]):
+            err.print(f"error: {line}", markup=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted; `migrate status` shows where the wave stands")
+        sys.exit(1)
+    except Exception as exc:  # a bug: one line unless --debug
+        if debug:
+            traceback.print_exc()
+        err.print(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", markup=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Applies a plan, or undoes one, journaling every side effect before it happens.
+
+The same code serves a real run and a dry run: only the sink and the journal differ.
+Resume rule: a completed step is never repeated; a step that was interrupted is first undone
+(its journaled effects, newest first; every undo is idempotent) and then run again, so a
+half-done step never leaves half its work behind.
+"""
+
+from __future__ import annotations
+
+import time
+
+from migrate.engine.events import Bus
+from migrate.engine.journal import Journal, Record
+from migrate.engine.state import RunView
+from migrate.errors import MigrateError, StepFailed
+from migrate.model.plan import Action, StepPlan, WavePlan
+
+
+class NullJournal:
+    """A dry run's journal: remembers nothing, so a dry run leaves no state behind."""
+
+    def append(self, run_id, wave, kind, data=None, step=None) -> Record:
+        return Record(0, run_id, wave, step, kind, data or {}, time.time())
+
+
+class Executor:
+    def __init__(self, journal: Journal | NullJournal, sink, bus: Bus):
+        self.journal, self.sink, self.bus = journal, sink, bus
+
+    def apply(self, plan: WavePlan, view: RunView | None = None) -> None:
+        for step in plan.steps:
+            state = view.steps[step.id].state if view else "pending"
+            if state == "done":
+                self.bus.emit("step_skipped", step=step.id, reason="completed earlier")
+                continue
+            if state in ("running", "failed"):
+                self._undo_partial(plan, step.id, view)
+            self._run_step(plan, step)
+
+    def _run_step(self, plan: WavePlan, step: StepPlan) -> None:
+        self._log(plan, "step_started", step.id, {"title": step.title})
+        self.bus.emit("step_started", step=step.id, title=step.title, volume=step.volume)
+        started = time.monotonic()
+        try:
+            if step.noop:
+                self.bus.emit("step_noop", step=step.id, reason=step.noop)
+            for action in step.actions:
+                self._perform(plan, step.id, action)
+        except MigrateError as exc:
+            self._log(plan, "step_failed", step.id, {"error": str(exc)})
+            self.bus.emit("step_failed", step=step.id, error=str(exc))
+            raise StepFailed(f"step {step.id} failed: {exc}") from exc
+        self._log(plan, "step_done", step.id, {"noop": step.noop, "seconds": round(time.monotonic() - started, 3)})
+        self.bus.emit("step_done", step=step.id, seconds=round(time.monotonic() - started, 3))
+
+    def _perform(self, plan: WavePlan, step: str, action: Action) -> None:
+        # Write-ahead: the effect and its undo are on disk before the effect starts.
+        record = self._log(plan, "effect", step, {"action": action.to_json()})
+        self.bus.emit("action", step=step, summary=action.summary, dry=self.sink.dry)
+        result = self.sink.execute(action)
+        self._log(plan, "effect_done", step, {"effect": record.seq, "result": result})
+
+    def undo(self, plan: WavePlan, effects: list[tuple[int, str, Action]]) -> None:
+        for seq, step, action in effects:
+            if action.undo is None:
+                self.bus.emit("irreversible", step=step, summary=action.summary, reason=action.irreversible)
+                continue
+            self._log(plan, "undo", step, {"effect": seq, "action": action.undo.to_json()})
+            self.bus.emit("action", step=step, summary=action.undo.summary, dry=self.sink.dry)
+            result = self.sink.execute(action.undo)
+            self._log(plan, "undone", step, {"effect": seq, "result": result})
+
+    def _undo_partial(self, plan: WavePlan, step_id: str, view: RunView) -> None:
+        effects = [e for e in view.pending_undo() if e[1] == step_id]
+        self.bus.emit("step_resumed", step=step_id, undoing=len(effects))
+        self.undo(plan, effects)
+
+    def _log(self, plan: WavePlan, kind: str, step: str | None, data: dict) -> Record:
+        return self.journal.append(plan.run_id, plan.wave, kind, data, step=step)

@@ -1,0 +1,122 @@
+"""The journal: an append-only, hash-chained record of every run, step and side effect.
+
+SQLite in WAL mode, one file per inventory. Each record is committed before the thing it
+announces happens, so resume and rollback read only the journal, never memory. Each record
+carries the hash of the one before it: editing or deleting a record breaks the chain, and
+`verify_chain` says where. Records hold counts, names and hashes, never row values or secrets.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import socket
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+GENESIS = "0" * 64
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id    TEXT NOT NULL,
+    wave      TEXT NOT NULL,
+    step      TEXT,
+    kind      TEXT NOT NULL,
+    data      TEXT NOT NULL,
+    at        REAL NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_run ON records (run_id, seq);
+CREATE INDEX IF NOT EXISTS records_wave ON records (wave, seq);
+"""
+
+
+@dataclass(frozen=True)
+class Record:
+    seq: int
+    run_id: str
+    wave: str
+    step: str | None
+    kind: str
+    data: dict
+    at: float
+
+
+def operator() -> str:
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def new_run_id(wave: str) -> str:
+    return f"{wave}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+
+
+class Journal:
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        # isolation_level=None: we open explicit IMMEDIATE transactions so that two processes
+        # appending at once serialise on the chain's tail instead of forking it.
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def append(self, run_id: str, wave: str, kind: str, data: dict | None = None,
+               step: str | None = None) -> Record:
+        body = json.dumps(data or {}, sort_keys=True, separators=(",", ":"))
+        at = time.time()
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            row = self.db.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+            seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS)
+            digest = record_hash(prev, seq, run_id, wave, step, kind, body, at)
+            self.db.execute(
+                "INSERT INTO records (seq, run_id, wave, step, kind, data, at, prev_hash, hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (seq, run_id, wave, step, kind, body, at, prev, digest))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return Record(seq, run_id, wave, step, kind, json.loads(body), at)
+
+    def records(self, *, run_id: str | None = None, wave: str | None = None) -> list[Record]:
+        query, args = "SELECT seq, run_id, wave, step, kind, data, at FROM records", []
+        if run_id:
+            query, args = query + " WHERE run_id = ?", [run_id]
+        elif wave:
+            query, args = query + " WHERE wave = ?", [wave]
+        rows = self.db.execute(query + " ORDER BY seq", args).fetchall()
+        return [Record(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
+
+    def waves(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT wave FROM records GROUP BY wave ORDER BY MIN(seq)")]
+
+    def verify_chain(self) -> str | None:
+        """None when intact, else a one-line description of the first broken record."""
+        prev = GENESIS
+        expected_seq = 1
+        for row in self.db.execute(
+                "SELECT seq, run_id, wave, step, kind, data, at, prev_hash, hash FROM records ORDER BY seq"):
+            seq, run_id, wave, step, kind, body, at, prev_hash, digest = row
+            if seq != expected_seq:
+                return f"record {expected_seq} is missing"
+            if prev_hash != prev or digest != record_hash(prev, seq, run_id, wave, step, kind, body, at):
+                return f"record {seq} was altered"
+            prev, expected_seq = digest, seq + 1
+        return None
+
+
+def record_hash(prev: str, seq: int, run_id: str, wave: str, step: str | None, kind: str,
+                body: str, at: float) -> str:
+    material = json.dumps([prev, seq, run_id, wave, step, kind, body, repr(at)], separators=(",", ":"))
+    return hashlib.sha256(material.encode()).hexdigest()

@@ -1,0 +1,81 @@
+"""What the journal says about a wave: derived on demand, never stored twice."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from migrate.engine.journal import Record
+from migrate.model.plan import Action, WavePlan
+
+
+@dataclass
+class StepView:
+    id: str
+    state: str = "pending"
+    started: float | None = None
+    ended: float | None = None
+    error: str | None = None
+    noop: str | None = None
+
+
+@dataclass
+class RunView:
+    run_id: str
+    wave: str
+    operator: str
+    started: float
+    plan: WavePlan
+    steps: dict[str, StepView]
+    effects: list[tuple[int, str, Action]] = field(default_factory=list)
+    undone: set[int] = field(default_factory=set)
+    ended: float | None = None
+    status: str = "interrupted"
+    took_over: list[dict] = field(default_factory=list)
+
+    def pending_undo(self) -> list[tuple[int, str, Action]]:
+        """Effects not yet undone, newest first: the rollback list."""
+        return [e for e in reversed(self.effects) if e[0] not in self.undone]
+
+
+def runs(records: list[Record]) -> list[RunView]:
+    views: dict[str, RunView] = {}
+    for r in records:
+        if r.kind == "run_started":
+            plan = WavePlan.from_json(r.data["plan"])
+            views[r.run_id] = RunView(r.run_id, r.wave, r.data["operator"], r.at, plan,
+                                      {s.id: StepView(s.id) for s in plan.steps})
+        elif r.run_id in views:
+            _apply(views[r.run_id], r)
+    return list(views.values())
+
+
+def _apply(view: RunView, r: Record) -> None:
+    step = view.steps.get(r.step) if r.step else None
+    if r.kind == "step_started":
+        step.state, step.started, step.ended, step.error = "running", r.at, None, None
+    elif r.kind == "step_done":
+        step.state, step.ended, step.noop = "done", r.at, r.data.get("noop")
+    elif r.kind == "step_failed":
+        step.state, step.ended, step.error = "failed", r.at, r.data.get("error")
+        view.status = "failed"
+    elif r.kind == "effect":
+        view.effects.append((r.seq, r.step, Action.from_json(r.data["action"])))
+    elif r.kind == "undone":
+        view.undone.add(r.data["effect"])
+        if step and step.state not in ("running",):
+            step.state = "undone"
+    elif r.kind == "takeover":
+        view.took_over.append(r.data)
+    elif r.kind in ("run_resumed",):
+        view.status = "running"
+    elif r.kind == "run_finished":
+        view.status, view.ended = "completed", r.at
+    elif r.kind == "rollback_started":
+        view.status = "rolling_back"
+    elif r.kind == "rollback_finished":
+        view.status, view.ended = "rolled_back", r.at
+
+
+def latest(records: list[Record]) -> RunView | None:
+    found = runs(records)
+    return found[-1] if found else None

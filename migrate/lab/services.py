@@ -1,0 +1,1050 @@
+"""The lab's infrastructure: two PostgreSQL clusters, two SSH hosts and an S3 endpoint.
+
+Everything listens on 127.0.0.1 and lives under one lab directory (see CONTRACT.md for the
+layout). `up` builds what is missing and starts what is not running, `down` stops exactly the
+processes the lab started (by recorded PID, never by name), `status` probes each service, and
+`reseed` puts the lab back to its initial state with fresh synthetic data.
+
+Secrets (PostgreSQL passwords, S3 keys, the SSH client key) live only in files under
+`secrets/` and `ssh/`; lab.json, logs and return values carry paths, never secret values.
+"""
+
+from __future__ import annotations
+
+import base64
+import configparser
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import importlib
+import json
+import logging
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+__all__ = [
+    "BUCKET",
+    "LabError",
+    "LabPaths",
+    "LabPorts",
+    "down",
+    "lab_paths",
+    "reseed",
+    "status",
+    "up",
+]
+
+log = logging.getLogger(__name__)
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+SSHD = Path("/usr/sbin/sshd")
+SFTP_SERVER = Path("/usr/lib/openssh/sftp-server")
+HOST = "127.0.0.1"
+PG_OS_USER = "postgres"
+PG_ROLE = "migrate"
+SOURCE_OWNER = "hr_owner"
+DATABASES = ("personale", "presenze")
+BUCKET = "comune-migration-staging"
+REGION = "eu-south-1"
+SSH_HOSTS = ("src-app", "tgt-app")
+
+# The tree each SSH host starts with, relative to its root/ (playbooks use it as host_root).
+HOST_TREES = {
+    "src-app": ("srv/personale/documents", "etc/hr", "var/lib/hr"),
+    "tgt-app": ("etc/hr", "var/lib/hr", "srv/personale/documents"),
+}
+
+STATE_VERSION = 1
+READY_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
+# Linux limits a unix socket path to 107 bytes; PostgreSQL refuses longer socket paths late
+# and obscurely, so check up front.
+MAX_SOCKET_PATH = 100
+# A clean environment for the servers: the caller's AWS credentials and the like stay out of
+# /proc/PID/environ of processes that do not need them.
+SERVER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+
+
+class LabError(Exception):
+    """An operator-facing failure of the lab, with a one-line message."""
+
+
+@dataclass(frozen=True)
+class LabPorts:
+    pg_source: int = 55432
+    pg_target: int = 55433
+    ssh_src_app: int = 52201
+    ssh_tgt_app: int = 52202
+    s3: int = 55900
+
+
+@dataclass(frozen=True)
+class LabPaths:
+    root: Path
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "lab.json"
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def pg_socket_dir(self) -> Path:
+        return self.run / "pg"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.run / "lab.lock"
+
+    @property
+    def pg(self) -> Path:
+        return self.root / "pg"
+
+    @property
+    def secrets(self) -> Path:
+        return self.root / "secrets"
+
+    @property
+    def pgpass(self) -> Path:
+        return self.secrets / "pgpass"
+
+    @property
+    def s3_ini(self) -> Path:
+        return self.secrets / "s3.ini"
+
+    @property
+    def ssh(self) -> Path:
+        return self.root / "ssh"
+
+    @property
+    def client_key(self) -> Path:
+        return self.ssh / "id_ed25519"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.ssh / "known_hosts"
+
+    @property
+    def s3_dir(self) -> Path:
+        return self.root / "s3"
+
+    def cluster_dir(self, cluster: str) -> Path:
+        return self.pg / cluster
+
+    def cluster_log(self, cluster: str) -> Path:
+        return self.pg / f"{cluster}.log"
+
+    def host_dir(self, host: str) -> Path:
+        return self.root / "hosts" / host
+
+    def host_root(self, host: str) -> Path:
+        return self.host_dir(host) / "root"
+
+    def sshd_config(self, host: str) -> Path:
+        return self.host_dir(host) / "sshd_config"
+
+    def host_key(self, host: str) -> Path:
+        return self.host_dir(host) / "ssh_host_ed25519_key"
+
+
+def lab_paths(lab_dir: Path | str) -> LabPaths:
+    """Where everything lives; absolute, because sshd and libpq need absolute paths."""
+    return LabPaths(Path(lab_dir).absolute())
+
+
+# --- services ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Service:
+    name: str  # pg-source, pg-target, src-app, tgt-app, s3
+    kind: str  # postgres, sshd, moto
+    port: int
+
+
+def _services(ports: LabPorts) -> list[Service]:
+    # Order matters: S3 and the SSH hosts start in the background while the clusters start.
+    return [
+        Service("s3", "moto", ports.s3),
+        Service("src-app", "sshd", ports.ssh_src_app),
+        Service("tgt-app", "sshd", ports.ssh_tgt_app),
+        Service("pg-source", "postgres", ports.pg_source),
+        Service("pg-target", "postgres", ports.pg_target),
+    ]
+
+
+def _cluster(svc: Service) -> str:
+    return svc.name.removeprefix("pg-")
+
+
+def _moto_binary() -> Path:
+    # Next to the interpreter that runs us (the venv's bin/), not resolved through symlinks:
+    # resolving would land in the system Python's bin/, where moto is not installed.
+    return Path(sys.executable).parent / "moto_server"
+
+
+def _identity(paths: LabPaths, svc: Service) -> list[str]:
+    """Words the command line of this service's process must contain.
+
+    A recorded PID can be reused by an unrelated process after a crash or reboot; checking the
+    command line makes sure we only ever treat as ours (and signal) our own server. Matched as
+    substrings: sshd rewrites its title to "sshd: /usr/sbin/sshd -D -e -f CONFIG [listener] ...".
+    """
+    if svc.kind == "postgres":
+        return [f"-D {paths.cluster_dir(_cluster(svc))}"]
+    if svc.kind == "sshd":
+        return [str(SSHD), f"-f {paths.sshd_config(svc.name)}"]
+    return [str(_moto_binary()), f"-p {svc.port}"]
+
+
+# --- processes -----------------------------------------------------------------------------
+
+# Servers started by this Python process, kept so they can be reaped once stopped (a zombie
+# still has a /proc entry) and so that Popen does not warn about them being dropped.
+_SPAWNED: dict[int, subprocess.Popen] = {}
+
+
+def _reap(pid: int) -> None:
+    proc = _SPAWNED.get(pid)
+    if proc is not None and proc.poll() is not None:
+        del _SPAWNED[pid]
+
+
+def _cmdline(pid: int) -> str | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
+
+
+def _pid_is(pid: int | None, identity: list[str]) -> bool:
+    """True if `pid` is alive and is the process described by `identity`."""
+    if not pid:
+        return False
+    _reap(pid)
+    args = _cmdline(pid)
+    if not args:  # gone, or a zombie (empty cmdline)
+        return False
+    # The trailing space makes "-D /lab/pg/source" not match "-D /lab/pg/source2".
+    return all(word + " " in args + " " for word in identity)
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of `pid` (sshd forks one process per connection, in its own session)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name in parentheses may contain spaces: parse after the last ')'.
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def _wait_gone(pid: int, identity: list[str], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _pid_is(pid, identity):
+            return True
+        time.sleep(0.05)
+    return not _pid_is(pid, identity)
+
+
+def _terminate(pid: int, identity: list[str]) -> None:
+    """SIGTERM, then SIGKILL after a grace period; only if `pid` is still our process."""
+    if not _pid_is(pid, identity):
+        return
+    os.kill(pid, signal.SIGTERM)
+    if _wait_gone(pid, identity, STOP_TIMEOUT):
+        return
+    log.warning("pid %s ignored SIGTERM; sending SIGKILL", pid)
+    os.kill(pid, signal.SIGKILL)
+    if not _wait_gone(pid, identity, STOP_TIMEOUT):
+        raise LabError(f"process {pid} did not stop")
+
+
+def _run(argv: list[str], *, as_postgres: bool = False, stdin: str | None = None,
+         what: str) -> str:
+    """Run a short command; a failure becomes a LabError naming `what` and the output tail."""
+    if as_postgres:
+        argv = ["runuser", "-u", PG_OS_USER, "--", *argv]
+    # cwd=/ because the postgres user cannot enter the caller's directory (often /root).
+    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, cwd="/",
+                          env=SERVER_ENV, start_new_session=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise LabError(f"{what} failed (exit {proc.returncode}): {tail[0]}")
+    return proc.stdout
+
+
+def _log_tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    return " | ".join(text[-lines:]) or "empty log"
+
+
+# --- ports and probes ----------------------------------------------------------------------
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # SO_REUSEADDR so that a just-closed connection in TIME_WAIT does not count as taken;
+        # a listening socket (on 127.0.0.1 or 0.0.0.0) still makes bind fail.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _require_free_ports(pending: list[Service]) -> None:
+    for svc in pending:
+        if not _port_is_free(svc.port):
+            raise LabError(
+                f"port {svc.port} on {HOST} (for {svc.name}) is held by another process; "
+                f"stop it or choose another port — nothing was started")
+
+
+def _probe(svc: Service) -> bool:
+    if svc.kind == "postgres":
+        return _probe_postgres(svc.port)
+    if svc.kind == "sshd":
+        return _probe_banner(svc.port, b"SSH-")
+    return _probe_http(svc.port)
+
+
+def _probe_postgres(port: int) -> bool:
+    # PQping, as pg_isready does: asks "accepting connections?" without authenticating.
+    from psycopg import pq
+
+    conninfo = f"host={HOST} port={port} dbname=postgres connect_timeout=2".encode()
+    return pq.PGconn.ping(conninfo) == pq.Ping.OK
+
+
+def _probe_banner(port: int, prefix: bytes) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=2) as sock:
+            return sock.recv(64).startswith(prefix)
+    except OSError:
+        return False
+
+
+def _probe_http(port: int) -> bool:
+    import http.client
+
+    conn = http.client.HTTPConnection(HOST, port, timeout=2)
+    try:
+        conn.request("GET", "/")
+        conn.getresponse().read()
+        return True
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+def _wait_ready(paths: LabPaths, svc: Service, pid: int, log_file: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    identity = _identity(paths, svc)
+    while time.monotonic() < deadline:
+        if _probe(svc):
+            return
+        if not _pid_is(pid, identity):
+            raise LabError(f"{svc.name} exited during startup: {_log_tail(log_file)}")
+        time.sleep(0.05)
+    raise LabError(f"{svc.name} not ready on port {svc.port} after {READY_TIMEOUT:.0f}s: "
+                   f"{_log_tail(log_file)}")
+
+
+# --- state (lab.json) ----------------------------------------------------------------------
+
+def _read_state(paths: LabPaths) -> dict | None:
+    try:
+        return json.loads(paths.state_file.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise LabError(f"cannot read {paths.state_file}: {exc}") from None
+
+
+def _write_state(paths: LabPaths, state: dict) -> None:
+    # Write-temp-then-rename: a crash never leaves a half-written lab.json.
+    tmp = paths.state_file.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(state, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, paths.state_file)
+
+
+def _new_state(ports: LabPorts) -> dict:
+    return {"version": STATE_VERSION, "ports": asdict(ports), "pids": {}, "steps": [],
+            "seeded": None}
+
+
+def _ports_of(state: dict) -> LabPorts:
+    return LabPorts(**state["ports"])
+
+
+def _resolve_ports(state: dict | None, wanted: LabPorts | None) -> LabPorts:
+    if state is None:
+        ports = wanted or LabPorts()
+        taken = list(asdict(ports).values())
+        if len(set(taken)) != len(taken):
+            raise LabError(f"lab ports must be distinct: {asdict(ports)}")
+        return ports
+    recorded = _ports_of(state)
+    if wanted is not None and wanted != recorded:
+        raise LabError(f"this lab was built with ports {asdict(recorded)}; "
+                       f"run `down --purge` to rebuild it with other ports")
+    return recorded
+
+
+def _running(paths: LabPaths, state: dict, svc: Service) -> int | None:
+    """The PID of this service if it is running as ours, else None."""
+    if svc.kind == "postgres":
+        # postmaster.pid is the cluster's own truth (it also covers a manual pg_ctl start).
+        pid = _postmaster_pid(paths.cluster_dir(_cluster(svc)))
+    else:
+        pid = state["pids"].get(svc.name)
+    return pid if _pid_is(pid, _identity(paths, svc)) else None
+
+
+def _postmaster_pid(data_dir: Path) -> int | None:
+    try:
+        first = (data_dir / "postmaster.pid").read_text().split("\n", 1)[0]
+        return int(first)
+    except (OSError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def _locked(paths: LabPaths) -> Iterator[None]:
+    """One `up`/`down`/`reseed` at a time per lab directory."""
+    paths.run.mkdir(parents=True, exist_ok=True)
+    with open(paths.lock_file, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LabError(f"another lab command is running on {paths.root}") from None
+        yield
+
+
+# --- building: directories, keys, secrets, configs -----------------------------------------
+
+def _postgres_ids() -> tuple[int, int]:
+    try:
+        entry = pwd.getpwnam(PG_OS_USER)
+    except KeyError:
+        raise LabError(f"OS user {PG_OS_USER!r} is missing (apt-get install postgresql)") from None
+    return entry.pw_uid, entry.pw_gid
+
+
+def _check_prerequisites(paths: LabPaths) -> None:
+    if os.geteuid() != 0:
+        raise LabError("the lab must be started as root (it runs sshd and switches to postgres)")
+    for binary in (PG_BIN / "initdb", SSHD, SFTP_SERVER, _moto_binary()):
+        if not binary.exists():
+            raise LabError(f"{binary} is missing")
+    _postgres_ids()
+    socket_path = paths.pg_socket_dir / ".s.PGSQL.55432"
+    if len(str(socket_path)) > MAX_SOCKET_PATH:
+        raise LabError(f"lab directory path is too long for a unix socket: {paths.root}")
+    _check_reachable_by_postgres(paths.root)
+
+
+def _check_reachable_by_postgres(lab_dir: Path) -> None:
+    # The postgres OS user must traverse every parent of the lab directory to reach its data
+    # directory and socket; pytest's /tmp/pytest-of-root (mode 0700) is a classic trap.
+    for parent in reversed(lab_dir.parents):
+        if not parent.exists():
+            break
+        mode = parent.stat().st_mode
+        if not mode & 0o001:
+            raise LabError(f"{parent} (mode {mode & 0o777:o}) is not searchable by the "
+                           f"{PG_OS_USER} user; put the lab under a traversable directory")
+
+
+def _make_dirs(paths: LabPaths) -> None:
+    uid, gid = _postgres_ids()
+    paths.root.mkdir(parents=True, exist_ok=True)
+    paths.root.chmod(0o755)  # postgres must traverse it; secrets/ and ssh/ stay private
+    for private in (paths.secrets, paths.ssh):
+        private.mkdir(mode=0o700, exist_ok=True)
+    for public in (paths.run, paths.pg, paths.s3_dir):
+        public.mkdir(mode=0o755, exist_ok=True)
+    paths.pg_socket_dir.mkdir(mode=0o755, exist_ok=True)
+    os.chown(paths.pg_socket_dir, uid, gid)  # the clusters create their sockets here
+    for host, trees in HOST_TREES.items():
+        for tree in trees:
+            (paths.host_root(host) / tree).mkdir(parents=True, exist_ok=True)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a secret file 0600 from the first byte (no window with looser permissions)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+
+
+def _ensure_keypair(key: Path, comment: str) -> None:
+    if key.exists() and key.with_suffix(".pub").exists():
+        return
+    key.unlink(missing_ok=True)
+    key.with_suffix(".pub").unlink(missing_ok=True)
+    _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(key)],
+         what=f"ssh-keygen for {key.name}")
+
+
+def _sshd_config(paths: LabPaths, host: str, port: int) -> str:
+    hdir = paths.host_dir(host)
+    return "\n".join([
+        f"# sshd for the lab host {host}; generated by migrate.lab.services",
+        f"Port {port}",
+        f"ListenAddress {HOST}",
+        f"HostKey {paths.host_key(host)}",
+        f"PidFile {hdir / 'sshd.pid'}",
+        f"AuthorizedKeysFile {hdir / 'authorized_keys'}",
+        "PubkeyAuthentication yes",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "UsePAM no",
+        "PermitRootLogin prohibit-password",
+        "AllowUsers root",
+        # Lab only: the lab directory may sit under a world-writable directory such as /tmp in
+        # tests, and StrictModes would then refuse the authorized keys. Never do this in prod.
+        "StrictModes no",
+        "PrintMotd no",
+        "X11Forwarding no",
+        f"Subsystem sftp {SFTP_SERVER}",
+        "",
+    ])
+
+
+# A realistic, secret-free application config for the source host: the migration must move
+# and rewrite it (database endpoint, document path) for the target host.
+SOURCE_APP_CONFIG = """\
+# HR/attendance application (lab stand-in)
+[database]
+host = {host}
+port = {port}
+personale = personale
+presenze = presenze
+user = hr_app
+
+[documents]
+root = /srv/personale/documents
+"""
+
+
+def _build_hosts(paths: LabPaths, ports: LabPorts) -> None:
+    _ensure_keypair(paths.client_key, "migrate-lab-orchestrator")
+    client_pub = paths.client_key.with_suffix(".pub").read_text()
+    host_ports = {"src-app": ports.ssh_src_app, "tgt-app": ports.ssh_tgt_app}
+    known = []
+    for host, port in host_ports.items():
+        _ensure_keypair(paths.host_key(host), host)
+        _write_if_changed(paths.host_dir(host) / "authorized_keys", client_pub)
+        _write_if_changed(paths.sshd_config(host), _sshd_config(paths, host, port))
+        key_type, key_b64 = paths.host_key(host).with_suffix(".pub").read_text().split()[:2]
+        known.append(f"[{HOST}]:{port} {key_type} {key_b64}\n")
+    _write_if_changed(paths.known_hosts, "".join(known))
+    app_config = paths.host_root("src-app") / "etc/hr/hr.conf"
+    if not app_config.exists():
+        app_config.write_text(SOURCE_APP_CONFIG.format(host=HOST, port=ports.pg_source))
+
+
+def _ensure_s3_credentials(paths: LabPaths) -> None:
+    if paths.s3_ini.exists():
+        return
+    config = configparser.ConfigParser()
+    config["lab"] = {
+        "aws_access_key_id": "LAB" + secrets.token_hex(8).upper(),
+        "aws_secret_access_key": secrets.token_urlsafe(30),
+    }
+    lines = ["[lab]"] + [f"{key} = {value}" for key, value in config["lab"].items()]
+    _write_private(paths.s3_ini, "\n".join(lines) + "\n")
+
+
+def _s3_credentials(paths: LabPaths) -> tuple[str, str]:
+    config = configparser.ConfigParser()
+    if not config.read(paths.s3_ini):
+        raise LabError(f"{paths.s3_ini} is missing")
+    section = config["lab"]
+    return section["aws_access_key_id"], section["aws_secret_access_key"]
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------
+
+PG_HBA = """\
+# lab: peer for the postgres OS user on the socket, scram for everyone on loopback
+local   all   postgres                 peer
+host    all   all        127.0.0.1/32  scram-sha-256
+"""
+
+
+def _pg_settings(paths: LabPaths, cluster: str, port: int) -> str:
+    lines = [
+        "",
+        "# --- migrate lab ---",
+        f"port = {port}",
+        f"listen_addresses = '{HOST}'",
+        f"unix_socket_directories = '{paths.pg_socket_dir}'",
+        "password_encryption = 'scram-sha-256'",
+    ]
+    if cluster == "source":
+        # The source is throwaway and reseeded often; the target keeps fsync on because
+        # restore durability may be tested against it.
+        lines.append("fsync = off")
+    return "\n".join(lines) + "\n"
+
+
+def _init_cluster(paths: LabPaths, cluster: str, port: int, state: dict) -> None:
+    step = f"pg-{cluster}:initdb"
+    if step in state["steps"]:
+        return
+    data = paths.cluster_dir(cluster)
+    if data.exists():  # left half-built by a crash: start over, it holds nothing yet
+        shutil.rmtree(data)
+    uid, gid = _postgres_ids()
+    data.mkdir(mode=0o700)
+    os.chown(data, uid, gid)
+    _run([str(PG_BIN / "initdb"), "-D", str(data), "--no-sync", "-E", "UTF8",
+          "--locale=C.UTF-8", "-U", "postgres", "--auth-local=peer",
+          "--auth-host=scram-sha-256"], as_postgres=True, what=f"initdb of {cluster}")
+    (data / "pg_hba.conf").write_text(PG_HBA)
+    with open(data / "postgresql.conf", "a") as conf:
+        conf.write(_pg_settings(paths, cluster, port))
+    logfile = paths.cluster_log(cluster)
+    logfile.touch()
+    os.chown(logfile, uid, gid)  # pg_ctl opens it as postgres
+    state["steps"].append(step)
+
+
+def _start_cluster(paths: LabPaths, cluster: str) -> int:
+    data = paths.cluster_dir(cluster)
+    # pg_ctl -w waits until the server accepts connections; it also copes with a stale
+    # postmaster.pid left by a crash.
+    _run([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(paths.cluster_log(cluster)),
+          "-w", "-t", str(int(READY_TIMEOUT)), "start"],
+         as_postgres=True, what=f"starting PostgreSQL {cluster} "
+                                f"(log {paths.cluster_log(cluster)})")
+    pid = _postmaster_pid(data)
+    if pid is None:
+        raise LabError(f"PostgreSQL {cluster} started but wrote no postmaster.pid")
+    return pid
+
+
+def _stop_cluster(paths: LabPaths, cluster: str) -> None:
+    _run([str(PG_BIN / "pg_ctl"), "-D", str(paths.cluster_dir(cluster)), "-m", "fast", "-w",
+          "-t", str(int(STOP_TIMEOUT * 3)), "stop"],
+         as_postgres=True, what=f"stopping PostgreSQL {cluster}")
+
+
+def _scram_verifier(password: str, iterations: int = 4096) -> str:
+    """A SCRAM-SHA-256 verifier as PostgreSQL stores it.
+
+    Computed here so the plaintext password never reaches the server, its logs or psql.
+    """
+    salt = os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+
+    def b64(raw: bytes) -> str:
+        return base64.b64encode(raw).decode()
+
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+def _roles_sql(cluster: str, verifier: str) -> str:
+    roles = [(PG_ROLE, "LOGIN SUPERUSER")]
+    if cluster == "source":
+        roles.append((SOURCE_OWNER, "NOLOGIN"))
+    sql = []
+    for role, options in roles:
+        sql.append(
+            f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') "
+            f"THEN CREATE ROLE {role}; END IF; END $$;")
+        sql.append(f"ALTER ROLE {role} {options};")
+    sql.append(f"ALTER ROLE {PG_ROLE} PASSWORD '{verifier}';")
+    return "\n".join(sql) + "\n"
+
+
+def _provision_cluster(paths: LabPaths, cluster: str, port: int, state: dict) -> None:
+    """Create the roles and give `migrate` a fresh random password, kept only in pgpass."""
+    step = f"pg-{cluster}:roles"
+    if step in state["steps"]:
+        return
+    password = secrets.token_hex(24)  # hex: no characters that pgpass would need escaped
+    _run([str(PG_BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h",
+          str(paths.pg_socket_dir), "-p", str(port), "-d", "postgres", "-f", "-"],
+         as_postgres=True, stdin=_roles_sql(cluster, _scram_verifier(password)),
+         what=f"creating roles on PostgreSQL {cluster}")
+    _set_pgpass_line(paths, port, password)
+    state["steps"].append(step)
+
+
+def _set_pgpass_line(paths: LabPaths, port: int, password: str) -> None:
+    prefix = f"{HOST}:{port}:"
+    lines = []
+    if paths.pgpass.exists():
+        lines = [line for line in paths.pgpass.read_text().splitlines()
+                 if line and not line.startswith(prefix)]
+    lines.append(f"{prefix}*:{PG_ROLE}:{password}")
+    _write_private(paths.pgpass, "\n".join(lines) + "\n")
+
+
+def _dsn(paths: LabPaths, port: int, dbname: str) -> str:
+    return f"host={HOST} port={port} dbname={dbname} user={PG_ROLE} passfile={paths.pgpass}"
+
+
+# --- sshd and moto -------------------------------------------------------------------------
+
+def _spawn(argv: list[str], log_file: Path, env: dict[str, str]) -> int:
+    with open(log_file, "ab") as out:
+        # A new session: Ctrl-C in the terminal that ran `up` must not take the lab down.
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, cwd="/", env=env,
+                                start_new_session=True, close_fds=True)
+    _SPAWNED[proc.pid] = proc
+    return proc.pid
+
+
+def _start_sshd(paths: LabPaths, host: str) -> tuple[int, Path]:
+    Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege-separation dir
+    config = paths.sshd_config(host)
+    _run([str(SSHD), "-t", "-f", str(config)], what=f"checking sshd config of {host}")
+    log_file = paths.host_dir(host) / "sshd.log"
+    return _spawn([str(SSHD), "-D", "-e", "-f", str(config)], log_file, SERVER_ENV), log_file
+
+
+def _start_moto(paths: LabPaths, port: int) -> tuple[int, Path]:
+    log_file = paths.s3_dir / "moto.log"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    argv = [str(_moto_binary()), "-H", HOST, "-p", str(port)]
+    return _spawn(argv, log_file, env), log_file
+
+
+def _s3_client(paths: LabPaths, port: int):
+    import boto3
+    from botocore.config import Config
+
+    key_id, secret = _s3_credentials(paths)
+    config = Config(retries={"max_attempts": 2}, connect_timeout=3, read_timeout=10,
+                    request_checksum_calculation="when_required",
+                    response_checksum_validation="when_required")
+    return boto3.client("s3", endpoint_url=f"http://{HOST}:{port}", region_name=REGION,
+                        aws_access_key_id=key_id, aws_secret_access_key=secret, config=config)
+
+
+def _ensure_bucket(paths: LabPaths, port: int) -> None:
+    # moto keeps everything in memory: after a restart the bucket is gone, so (re)create it.
+    client = _s3_client(paths, port)
+    existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+    if BUCKET in existing:
+        return
+    client.create_bucket(Bucket=BUCKET,
+                         CreateBucketConfiguration={"LocationConstraint": REGION})
+    client.put_bucket_versioning(Bucket=BUCKET,
+                                 VersioningConfiguration={"Status": "Enabled"})
+    client.put_bucket_encryption(Bucket=BUCKET, ServerSideEncryptionConfiguration={
+        "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+    client.put_public_access_block(Bucket=BUCKET, PublicAccessBlockConfiguration={
+        "BlockPublicAcls": True, "IgnorePublicAcls": True,
+        "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
+
+
+def _empty_bucket(paths: LabPaths, port: int) -> None:
+    client = _s3_client(paths, port)
+    paginator = client.get_paginator("list_object_versions")
+    for page in paginator.paginate(Bucket=BUCKET):
+        doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                  for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+        if doomed:
+            client.delete_objects(Bucket=BUCKET, Delete={"Objects": doomed, "Quiet": True})
+
+
+# --- starting and stopping services --------------------------------------------------------
+
+def _launch(paths: LabPaths, svc: Service) -> tuple[int, Path | None]:
+    """Start one service; returns its PID and, for background ones, the log to watch."""
+    if svc.kind == "postgres":
+        return _start_cluster(paths, _cluster(svc)), None
+    if svc.kind == "sshd":
+        return _start_sshd(paths, svc.name)
+    return _start_moto(paths, svc.port)
+
+
+def _stop(paths: LabPaths, svc: Service, pid: int) -> None:
+    identity = _identity(paths, svc)
+    if not _pid_is(pid, identity):
+        return
+    if svc.kind == "postgres":
+        _stop_cluster(paths, _cluster(svc))
+    else:
+        # Connection processes of sshd run in their own sessions and would outlive the
+        # listener (an ansible ControlPersist connection, say): stop them first.
+        if svc.kind == "sshd":
+            for child in _children(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, signal.SIGTERM)
+        _terminate(pid, identity)
+    if not _wait_gone(pid, identity, STOP_TIMEOUT):
+        raise LabError(f"{svc.name} (pid {pid}) did not stop")
+
+
+def _start_pending(paths: LabPaths, state: dict, pending: list[Service],
+                   on_started: Callable[[Service, int], None]) -> None:
+    """Start every pending service, background ones first, then wait until all answer."""
+    watching = []
+    for svc in pending:
+        pid, log_file = _launch(paths, svc)
+        on_started(svc, pid)
+        if log_file is not None:
+            watching.append((svc, pid, log_file))
+    for svc, pid, log_file in watching:
+        _wait_ready(paths, svc, pid, log_file)
+
+
+def _provision(paths: LabPaths, state: dict, ports: LabPorts, s3_started: bool) -> None:
+    _provision_cluster(paths, "source", ports.pg_source, state)
+    _provision_cluster(paths, "target", ports.pg_target, state)
+    if s3_started:
+        _ensure_bucket(paths, ports.s3)
+
+
+def _seed(paths: LabPaths, ports: LabPorts, *, employees: int, years: int, seed: int) -> dict:
+    # Looked up at call time through the import system, so tests can swap in a stub module.
+    try:
+        data = importlib.import_module("migrate.lab.data")
+    except ModuleNotFoundError as exc:
+        raise LabError(f"cannot seed the source: {exc}") from None
+    result = data.seed(admin_dsn=_dsn(paths, ports.pg_source, "postgres"),
+                       archive_dir=paths.host_root("src-app") / "srv/personale/documents",
+                       employees=employees, years=years, seed=seed)
+    return {"employees": employees, "years": years, "seed": seed, "result": result}
+
+
+# --- public API ----------------------------------------------------------------------------
+
+def up(lab_dir: Path | str, *, ports: LabPorts | None = None, employees: int = 40,
+       years: int = 2, seed: int = 1) -> dict:
+    """Build what is missing, start what is not running, seed a new lab; return `status`.
+
+    `ports` defaults to LabPorts() for a new lab and to the recorded ports for an existing
+    one (other ports for an existing lab are refused). An up-and-seeded lab is left untouched.
+    If this call fails, it stops the services it started (data and keys are kept).
+    """
+    paths = lab_paths(lab_dir)
+    _check_prerequisites(paths)
+    state = _read_state(paths)
+    ports = _resolve_ports(state, ports)
+    # Before creating or starting anything: a stale server on one of our ports would otherwise
+    # show up later as a confusing host-key or authentication error.
+    _require_free_ports(_pending(paths, state or _new_state(ports), ports))
+
+    _make_dirs(paths)
+    with _locked(paths):
+        state = _read_state(paths)
+        if state is None:
+            state = _new_state(ports)
+            _write_state(paths, state)  # from now on the directory is recognisably a lab
+        pending = _pending(paths, state, ports)
+        _require_free_ports(pending)
+        before = json.dumps(state, sort_keys=True, default=str)
+        _build(paths, state, ports)
+        started: list[tuple[Service, int]] = []
+
+        def record(svc: Service, pid: int) -> None:
+            # Record before relying on it: if we crash now, `down` still finds this PID.
+            started.append((svc, pid))
+            state["pids"][svc.name] = pid
+            _write_state(paths, state)
+
+        try:
+            _start_pending(paths, state, pending, record)
+            _provision(paths, state, ports, s3_started=any(s.kind == "moto" for s in pending))
+            if state["seeded"] is None:
+                state["seeded"] = _seed(paths, ports, employees=employees, years=years,
+                                        seed=seed)
+            elif (employees, years, seed) != _seed_params(state["seeded"]):
+                log.info("lab already seeded with %s; use reseed to change it",
+                         _seed_params(state["seeded"]))
+        except BaseException:
+            _stop_started(paths, state, started)
+            _write_state(paths, state)
+            raise
+        if json.dumps(state, sort_keys=True, default=str) != before:
+            _write_state(paths, state)
+    return status(paths.root)
+
+
+def _seed_params(seeded: dict) -> tuple[int, int, int]:
+    return seeded["employees"], seeded["years"], seeded["seed"]
+
+
+def _pending(paths: LabPaths, state: dict, ports: LabPorts) -> list[Service]:
+    return [svc for svc in _services(ports) if _running(paths, state, svc) is None]
+
+
+def _build(paths: LabPaths, state: dict, ports: LabPorts) -> None:
+    """Create whatever is missing (keys, configs, secrets, clusters); never touch what exists."""
+    steps_before = list(state["steps"])
+    _build_hosts(paths, ports)
+    _ensure_s3_credentials(paths)
+    _init_cluster(paths, "source", ports.pg_source, state)
+    _init_cluster(paths, "target", ports.pg_target, state)
+    if state["steps"] != steps_before:
+        _write_state(paths, state)
+
+
+def _stop_started(paths: LabPaths, state: dict, started: list[tuple[Service, int]]) -> None:
+    for svc, pid in reversed(started):
+        try:
+            _stop(paths, svc, pid)
+            state["pids"][svc.name] = None
+        except LabError as exc:
+            log.error("could not stop %s after a failed up: %s", svc.name, exc)
+
+
+def down(lab_dir: Path | str, *, purge: bool = False) -> None:
+    """Stop every process the lab started (by recorded PID); keep data unless `purge`."""
+    paths = lab_paths(lab_dir)
+    state = _read_state(paths)
+    if state is None:
+        if purge and paths.root.exists() and any(paths.root.iterdir()):
+            raise LabError(f"{paths.root} has no lab.json; refusing to delete it")
+        if purge and paths.root.exists():
+            paths.root.rmdir()
+        return
+    with _locked(paths):
+        failures = []
+        for svc in reversed(_services(_ports_of(state))):
+            pid = _running(paths, state, svc)
+            try:
+                if pid is not None:
+                    _stop(paths, svc, pid)
+                state["pids"][svc.name] = None
+            except LabError as exc:
+                failures.append(str(exc))
+        _write_state(paths, state)
+        if failures:
+            raise LabError("; ".join(failures))
+        if purge:
+            _purge(paths)
+
+
+def _purge(paths: LabPaths) -> None:
+    # The data directories belong to postgres but root may remove them; nothing runs now.
+    shutil.rmtree(paths.root)
+
+
+def status(lab_dir: Path | str) -> dict:
+    """Where each service is and whether it answers (recorded PID alive and port answering)."""
+    paths = lab_paths(lab_dir)
+    state = _read_state(paths)
+    if state is None:
+        raise LabError(f"no lab at {paths.root} (run `up` first)")
+    ports = _ports_of(state)
+    up_now = {svc.name: _running(paths, state, svc) is not None and _probe(svc)
+              for svc in _services(ports)}
+    return {
+        "lab_dir": str(paths.root),
+        "databases": {db: {"source": _dsn(paths, ports.pg_source, db),
+                           "target": _dsn(paths, ports.pg_target, db)} for db in DATABASES},
+        "s3": {"endpoint_url": f"http://{HOST}:{ports.s3}", "buckets": [BUCKET],
+               "up": up_now["s3"]},
+        "ssh": {"src-app": {"host": HOST, "port": ports.ssh_src_app, "up": up_now["src-app"]},
+                "tgt-app": {"host": HOST, "port": ports.ssh_tgt_app, "up": up_now["tgt-app"]}},
+        "postgres": {"source": {"port": ports.pg_source, "up": up_now["pg-source"]},
+                     "target": {"port": ports.pg_target, "up": up_now["pg-target"]}},
+    }
+
+
+def reseed(lab_dir: Path | str, *, employees: int, years: int, seed: int) -> dict:
+    """Return the lab to its initial state with new synthetic data; the lab must be up.
+
+    Resets the target side (databases and non-built-in roles on the target cluster, the
+    tgt-app tree, every object version in the bucket), then reseeds the source.
+    """
+    paths = lab_paths(lab_dir)
+    current = status(paths.root)
+    down_now = [name for name, ok in _up_flags(current).items() if not ok]
+    if down_now:
+        raise LabError(f"lab is not fully up ({', '.join(down_now)} down); run `up` first")
+    with _locked(paths):
+        state = _read_state(paths)
+        ports = _ports_of(state)
+        _reset_target_cluster(paths, ports.pg_target)
+        _reset_host_tree(paths, "tgt-app")
+        _empty_bucket(paths, ports.s3)
+        state["seeded"] = None
+        _write_state(paths, state)  # a crash mid-seed leaves "not seeded": `up` redoes it
+        state["seeded"] = _seed(paths, ports, employees=employees, years=years, seed=seed)
+        _write_state(paths, state)
+    return state["seeded"]
+
+
+def _up_flags(current: dict) -> dict[str, bool]:
+    flags = {f"pg-{name}": info["up"] for name, info in current["postgres"].items()}
+    flags.update({host: info["up"] for host, info in current["ssh"].items()})
+    flags["s3"] = current["s3"]["up"]
+    return flags
+
+
+def _reset_target_cluster(paths: LabPaths, port: int) -> None:
+    import psycopg
+
+    try:
+        _drop_target_objects(psycopg.connect(_dsn(paths, port, "postgres"), autocommit=True))
+    except psycopg.Error as exc:
+        raise LabError(f"could not reset the target cluster: {exc}") from None
+
+
+def _drop_target_objects(conn) -> None:
+    with conn:
+        for db in DATABASES:
+            # FORCE: a forgotten session from an earlier migration run must not block reseed.
+            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        # Roles a migration carried over (hr_owner, ...): the initial target has only
+        # postgres and migrate.
+        rows = conn.execute(
+            "SELECT rolname FROM pg_roles WHERE rolname NOT IN ('postgres', %s) "
+            "AND rolname NOT LIKE 'pg\\_%%'", (PG_ROLE,)).fetchall()
+        for (role,) in rows:
+            conn.execute(f'DROP OWNED BY "{role}"')
+            conn.execute(f'DROP ROLE "{role}"')
+
+
+def _reset_host_tree(paths: LabPaths, host: str) -> None:
+    root = paths.host_root(host)
+    if root.exists():
+        shutil.rmtree(root)
+    for tree in HOST_TREES[host]:
+        (root / tree).mkdir(parents=True, exist_ok=True)

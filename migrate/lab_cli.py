@@ -1,0 +1,107 @@
+"""`migrate lab ...`: the local lab the embedded default inventory points at."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import click
+
+from migrate.adapters.ansible import ROOT
+from migrate.errors import MigrateError
+
+DEFAULT_LAB = ROOT / ".lab"
+SMALL = {"employees": 40, "years": 2, "seed": 1}
+
+
+def _services():
+    from migrate.lab import services  # imported late: only `lab` needs it
+    return services
+
+
+def _call(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except _services().LabError as exc:
+        raise MigrateError(f"lab: {exc}") from None
+
+
+def _ports(overrides: tuple[str, ...]):
+    services = _services()
+    names = {f.name for f in fields(services.LabPorts)}
+    values = {}
+    for item in overrides:
+        name, _, value = item.partition("=")
+        if name not in names or not value.isdigit():
+            raise click.BadParameter(f"'{item}': expected NAME=PORT with NAME one of {', '.join(sorted(names))}")
+        values[name] = int(value)
+    return services.LabPorts(**values)
+
+
+lab_dir_option = click.option("--lab-dir", type=click.Path(path_type=Path), default=DEFAULT_LAB,
+                              envvar="MIGRATE_LAB_DIR", show_default=True, help="Where the lab lives.")
+scale_options = [
+    click.option("--employees", type=click.IntRange(1, 100000), default=SMALL["employees"], show_default=True),
+    click.option("--years", type=click.IntRange(1, 30), default=SMALL["years"], show_default=True),
+    click.option("--seed", type=int, default=SMALL["seed"], show_default=True),
+]
+
+
+def scale(fn):
+    for option in reversed(scale_options):
+        fn = option(fn)
+    return fn
+
+
+@click.group()
+def lab() -> None:
+    """The local lab: source and target PostgreSQL, two SSH hosts, an S3 endpoint (127.0.0.1 only)."""
+
+
+@lab.command()
+@lab_dir_option
+@scale
+@click.option("--port", "ports", multiple=True, metavar="NAME=PORT", help="Override a default port.")
+def up(lab_dir: Path, employees: int, years: int, seed: int, ports: tuple[str, ...]) -> None:
+    """Build and start the lab (idempotent); seed it when it is new."""
+    services = _services()
+    _call(services.up, lab_dir, ports=_ports(ports), employees=employees, years=years, seed=seed)
+    click.echo(f"lab up in {lab_dir}")
+
+
+@lab.command()
+@lab_dir_option
+@click.option("--purge", is_flag=True, help="Also delete the lab directory and its data.")
+def down(lab_dir: Path, purge: bool) -> None:
+    """Stop every process the lab started; keep the data unless --purge."""
+    _call(_services().down, lab_dir, purge=purge)
+    click.echo(f"lab down{' and purged' if purge else ''}")
+
+
+@lab.command()
+@lab_dir_option
+@click.pass_context
+def status(ctx: click.Context, lab_dir: Path) -> None:
+    """Services, addresses and DSNs (no secrets)."""
+    result = _call(_services().status, lab_dir)
+    as_json = ctx.find_root().obj.json if ctx.find_root().obj else False
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    for name, pg in result.get("postgres", {}).items():
+        click.echo(f"postgres {name:8} port {pg['port']}  {'up' if pg['up'] else 'DOWN'}")
+    for name, host in result.get("ssh", {}).items():
+        click.echo(f"ssh      {name:8} port {host['port']}  {'up' if host['up'] else 'DOWN'}")
+    s3 = result.get("s3", {})
+    click.echo(f"s3       {s3.get('endpoint_url')}  {'up' if s3.get('up') else 'DOWN'}  buckets: {', '.join(s3.get('buckets', []))}")
+
+
+@lab.command()
+@lab_dir_option
+@scale
+def seed(lab_dir: Path, employees: int, years: int, seed: int) -> None:
+    """Reseed the source with synthetic data and empty the target: the lab's initial state."""
+    counts = _call(_services().reseed, lab_dir, employees=employees, years=years, seed=seed)
+    punches = counts.get("presenze.punches") if isinstance(counts, dict) else None
+    click.echo(f"seeded {employees} employees x {years} years (seed {seed})" + (f": {punches:,} punches" if punches else ""))
