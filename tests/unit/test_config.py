@@ -1,0 +1,94 @@
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from migrate import config
+from migrate.errors import ConfigError
+
+LAB = Path(__file__).resolve().parents[2] / "inventories" / "lab"
+
+
+def inventory(tmp_path: Path, edit=None, hosts_edit=None) -> Path:
+    inv = tmp_path / "inv"
+    shutil.copytree(LAB, inv, ignore=shutil.ignore_patterns(".state"))
+    for name, fn in (("migrate.yml", edit), ("hosts.yml", hosts_edit)):
+        if fn:
+            data = yaml.safe_load((inv / name).read_text())
+            fn(data)
+            (inv / name).write_text(yaml.safe_dump(data))
+    return inv
+
+
+def problems(tmp_path, edit=None, hosts_edit=None) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        config.load(inventory(tmp_path, edit, hosts_edit))
+    return err.value.problems
+
+
+def test_lab_inventory_loads():
+    inv = config.load(LAB)
+    assert set(inv.spec.systems) == {"personnel", "attendance"}
+    assert inv.hosts["src-app"].port == 52201
+    assert inv.hosts["src-app"].vars["host_root"].endswith(".lab/hosts/src-app/root")
+    assert config.order_systems(inv.spec, ["attendance", "personnel"]) == ["personnel", "attendance"]
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda d: d["systems"]["personnel"].update(colour="blue"), "systems.personnel.colour: unknown key"),
+    (lambda d: d["db_servers"]["onprem-pg"].update(port="many"), "db_servers.onprem-pg.port: Input should be a valid integer"),
+    (lambda d: d["waves"]["wave-1"]["systems"].append("payroll"), "waves.wave-1.systems: unknown system 'payroll'"),
+    (lambda d: d["systems"]["personnel"]["app"].update(target_host="cloud-9"),
+     "systems.personnel.app.target_host: host 'cloud-9' is not in hosts.yml"),
+    (lambda d: d["systems"]["personnel"]["databases"]["personale"]["target"].update(server="nowhere"),
+     "systems.personnel.databases.personale.target.server: unknown db server 'nowhere'"),
+    (lambda d: d["systems"]["personnel"].update(depends_on=["attendance"]), "dependency cycle among attendance, personnel"),
+    (lambda d: d["waves"]["wave-1"].update(systems=["attendance"]),
+     "waves.wave-1.systems: 'attendance' depends on 'personnel', which this wave does not migrate"),
+    (lambda d: d["db_servers"]["cloud-pg"].update(host="10.0.0.5"), "db_servers.cloud-pg.host: address 10.0.0.5 (10.0.0.5) is outside the allowed networks 127.0.0.0/8"),
+    (lambda d: d["storage"].update(endpoint_url="http://192.168.1.10:9000"), "storage.endpoint_url: address 192.168.1.10"),
+    (lambda d: d.pop("waves"), "waves: required key is missing"),
+    (lambda d: d["waves"]["wave-1"]["window"]["slots"][0].update(start="25:00"), "waves.wave-1.window.slots.0.start"),
+    (lambda d: d["db_servers"]["cloud-pg"].update(password_env="X"), "db_servers.cloud-pg: give exactly one of passfile or password_env"),
+])
+def test_bad_spec_names_file_and_field(tmp_path, edit, expected):
+    found = problems(tmp_path, edit)
+    assert any(expected in p for p in found), found
+    assert all(p.startswith(str(tmp_path / "inv" / "migrate.yml")) for p in found)
+
+
+def test_host_outside_allowed_networks(tmp_path):
+    found = problems(tmp_path, hosts_edit=lambda d: d["all"]["children"]["target_app"]["hosts"]["tgt-app"]
+                     .update(ansible_host="172.16.0.9"))
+    assert any("hosts.yml: hosts.tgt-app.ansible_host: address 172.16.0.9" in p for p in found)
+
+
+def test_name_that_does_not_resolve_fails_closed():
+    assert "does not resolve" in config.address_refusal("no-such-host.invalid", [])
+
+
+def test_invalid_yaml(tmp_path):
+    inv = inventory(tmp_path)
+    (inv / "migrate.yml").write_text("version: 1\nsystems: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"migrate.yml: line \d+ not valid YAML"):
+        config.load(inv)
+
+
+def test_cli_bad_spec_exits_2_with_one_line_and_no_traceback(tmp_path):
+    inv = inventory(tmp_path, lambda d: d["waves"]["wave-1"]["systems"].append("payroll"))
+    proc = subprocess.run([sys.executable, "-m", "migrate.cli", "-i", str(inv), "run", "wave-1", "--yes"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {inv / 'migrate.yml'}: waves.wave-1.systems: unknown system 'payroll'"]
+    assert not (inv / ".state").exists(), "a bad spec must change nothing"
+
+
+def test_cli_unknown_wave_exits_2(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "migrate.cli", "-i", str(inventory(tmp_path)), "plan", "wave-9"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "waves: no wave 'wave-9' (known: wave-1)" in proc.stderr
