@@ -1,0 +1,136 @@
+"""Shared helpers for the integration tests: a test lab, its inventory, and independent checks
+of what is in the databases, the bucket and on the hosts."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB_DIR = ROOT / ".lab-test"
+INVENTORY = LAB_DIR / "inventory"
+# Default lab ports + 2000: a developer's running lab is left alone.
+PORTS = {"source_pg": 57432, "target_pg": 57433, "src_app_ssh": 54201, "tgt_app_ssh": 54202, "s3": 57900}
+DEFAULT_PORTS = {"source_pg": 55432, "target_pg": 55433, "src_app_ssh": 52201, "tgt_app_ssh": 52202, "s3": 55900}
+DATABASES = ("personale", "presenze")
+
+
+def write_inventory() -> Path:
+    """The lab inventory from git, pointed at the test lab: the same files, other ports/paths."""
+    INVENTORY.mkdir(parents=True, exist_ok=True)
+    for name in ("hosts.yml", "migrate.yml"):
+        text = (ROOT / "inventories" / "lab" / name).read_text()
+        text = text.replace("{{ inventory_dir }}/../../.lab/", f"{LAB_DIR}/").replace("../../.lab/", f"{LAB_DIR}/")
+        for key, port in DEFAULT_PORTS.items():
+            text = text.replace(str(port), str(PORTS[key]))
+        (INVENTORY / name).write_text(text)
+    return INVENTORY
+
+
+def migrate(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIGRATE_")}
+    return subprocess.run([sys.executable, "-m", "migrate.cli", "-i", str(INVENTORY), *args],
+                          capture_output=True, text=True, timeout=timeout, env=env, **kwargs)
+
+
+def dsn(side: str, dbname: str) -> str:
+    port = PORTS["source_pg" if side == "source" else "target_pg"]
+    return f"host=127.0.0.1 port={port} dbname={dbname} user=migrate passfile={LAB_DIR}/secrets/pgpass"
+
+
+def databases(side: str) -> set[str]:
+    with psycopg.connect(dsn(side, "postgres")) as conn:
+        return {r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE NOT datistemplate")} - {"postgres"}
+
+
+def table_digests(side: str, dbname: str) -> dict[str, tuple[int, str]]:
+    """Row count and an order-independent digest of every row, for every user table."""
+    result = {}
+    with psycopg.connect(dsn(side, dbname)) as conn:
+        tables = conn.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE'"
+            " AND table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2").fetchall()
+        for schema, table in tables:
+            query = sql.SQL("SELECT count(*), coalesce(md5(string_agg(md5(t::text), '' ORDER BY md5(t::text))), '')"
+                            " FROM {}.{} t").format(sql.Identifier(schema), sql.Identifier(table))
+            result[f"{schema}.{table}"] = tuple(conn.execute(query).fetchone())
+    return result
+
+
+def object_digests(side: str, dbname: str) -> dict[str, list]:
+    """Views, triggers, indexes and sequence values: what a plain row comparison misses."""
+    with psycopg.connect(dsn(side, dbname)) as conn:
+        def names(q):
+            return sorted(r[0] for r in conn.execute(q))
+        sequences = names("SELECT schemaname || '.' || sequencename || '=' || coalesce(last_value, 0) FROM pg_sequences")
+        return {
+            "views": names("SELECT schemaname || '.' || viewname FROM pg_views WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"),
+            "triggers": names("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"),
+            "indexes": names("SELECT schemaname || '.' || indexname FROM pg_indexes WHERE schemaname NOT IN ('pg_catalog')"),
+            "sequences": sequences,
+        }
+
+
+def host_root(host: str) -> Path:
+    return LAB_DIR / "hosts" / host / "root"
+
+
+def tree(path: Path) -> dict[str, str]:
+    """Every file under path with its SHA-256 and mode."""
+    return {str(p.relative_to(path)): f"{hashlib.sha256(p.read_bytes()).hexdigest()} {oct(p.stat().st_mode)}"
+            for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def s3_client():
+    import boto3
+    import configparser
+    ini = configparser.ConfigParser()
+    ini.read(LAB_DIR / "secrets" / "s3.ini")
+    return boto3.client("s3", endpoint_url=f"http://127.0.0.1:{PORTS['s3']}", region_name="eu-south-1",
+                        aws_access_key_id=ini["lab"]["aws_access_key_id"],
+                        aws_secret_access_key=ini["lab"]["aws_secret_access_key"])
+
+
+BUCKET = "comune-migration-staging"
+
+
+def bucket_versions() -> list[tuple[str, str]]:
+    s3, found = s3_client(), []
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=BUCKET):
+        found += [(v["Key"], v["VersionId"]) for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+    return sorted(found)
+
+
+def reset() -> None:
+    """Back to the lab's initial state without reseeding the (never modified) source."""
+    for db in databases("target"):
+        with psycopg.connect(dsn("target", "postgres"), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(db)))
+    s3 = s3_client()
+    versions = bucket_versions()
+    for i in range(0, len(versions), 1000):
+        s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": k, "VersionId": v} for k, v in versions[i:i + 1000]]})
+    for path in (host_root("tgt-app") / "etc" / "hr", host_root("src-app") / "var" / "lib" / "hr"):
+        if path.exists():
+            shutil.rmtree(path)
+        path.mkdir(parents=True)
+    shutil.rmtree(INVENTORY / ".state", ignore_errors=True)
+
+
+def snapshot() -> dict:
+    """Everything a wave may touch, for before/after comparisons."""
+    return {
+        "source": {db: table_digests("source", db) for db in DATABASES},
+        "source_objects": {db: object_digests("source", db) for db in DATABASES},
+        "target_databases": databases("target"),
+        "bucket": bucket_versions(),
+        "src-app": tree(host_root("src-app")),
+        "tgt-app": tree(host_root("tgt-app")),
+    }

@@ -1,0 +1,143 @@
+"""A whole wave on the real lab: run, compare, resume after SIGKILL, dry run, lock, rollback."""
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from migrate import config
+from migrate.engine import lock
+from tests.integration import lab_support as lab
+
+pytestmark = pytest.mark.integration
+
+
+def assert_target_equals_source():
+    assert lab.databases("target") == set(lab.DATABASES)
+    for db in lab.DATABASES:
+        source, target = lab.table_digests("source", db), lab.table_digests("target", db)
+        assert len(source) >= 10 and sum(n for n, _ in source.values()) > 100
+        assert target == source, f"{db}: tables differ: {[t for t in source if source[t] != target.get(t)]}"
+        assert lab.object_digests("target", db) == lab.object_digests("source", db)
+
+
+def assert_documents_staged():
+    s3 = lab.s3_client()
+    keys = [k for k, _ in lab.bucket_versions() if k.endswith("docs/personnel/manifest.json")]
+    assert len(keys) == 1
+    manifest = json.loads(s3.get_object(Bucket=lab.BUCKET, Key=keys[0])["Body"].read())
+    archive = lab.host_root("src-app") / "srv" / "personale" / "documents"
+    on_host = lab.tree(archive)
+    assert len(manifest["files"]) == len(on_host) > 0
+    for f in manifest["files"]:
+        body = s3.get_object(Bucket=lab.BUCKET, Key=f["key"])["Body"].read()
+        assert lab.hashlib.sha256(body).hexdigest() == f["sha256"] == on_host[f["path"]].split()[0]
+
+
+def secrets() -> list[str]:
+    found = [line.rsplit(":", 1)[1] for line in (lab.LAB_DIR / "secrets" / "pgpass").read_text().splitlines() if line]
+    ini = (lab.LAB_DIR / "secrets" / "s3.ini").read_text()
+    found += [line.split("=", 1)[1].strip() for line in ini.splitlines() if line.startswith("aws_secret_access_key")]
+    assert found and all(len(s) >= 12 for s in found)
+    return found
+
+
+def assert_no_secret_left_behind():
+    state = lab.INVENTORY / ".state"
+    blobs = [p.read_bytes() for p in state.rglob("*") if p.is_file()]
+    assert any(b"effect" in b for b in blobs), "the journal is there"
+    for secret in secrets():
+        assert not any(secret.encode() in b for b in blobs), "a secret reached the journal or Ansible artifacts"
+
+
+def test_wave_copies_everything_and_rollback_restores_the_initial_state(clean_lab):
+    before = lab.snapshot()
+    done = lab.migrate("run", "wave-1", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert_target_equals_source()
+    assert_documents_staged()
+    conf = lab.host_root("tgt-app") / "etc" / "hr" / "personale.conf"
+    assert stat.S_IMODE(conf.stat().st_mode) == 0o600
+    assert f"port={lab.PORTS['target_pg']} dbname=personale" in conf.read_text()
+    assert (lab.host_root("src-app") / "var" / "lib" / "hr" / "presenze.maintenance").exists()
+    assert_no_secret_left_behind()
+    status = json.loads(lab.migrate("--json", "status", "wave-1").stdout)
+    assert status["chain"] == "intact" and status["waves"]["wave-1"]["status"] == "completed"
+    assert all(s["state"] == "done" for s in status["waves"]["wave-1"]["steps"])
+
+    again = lab.migrate("run", "wave-1", "--yes")
+    assert again.returncode == 0 and "already completed" in again.stdout
+
+    back = lab.migrate("rollback", "wave-1", "--yes")
+    assert back.returncode == 0, back.stderr
+    after = lab.snapshot()
+    assert after == before, "rollback must return source, target, bucket and hosts to the initial state"
+    status = json.loads(lab.migrate("--json", "status", "wave-1").stdout)
+    assert status["waves"]["wave-1"]["status"] == "rolled_back" and status["chain"] == "intact"
+
+
+def test_dry_run_and_plan_change_nothing(clean_lab):
+    before = lab.snapshot()
+    dry = lab.migrate("run", "wave-1", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "would pg_dump" in dry.stdout and "would " in dry.stdout
+    planned = lab.migrate("--json", "plan", "wave-1")
+    assert planned.returncode == 0, planned.stderr
+    result = json.loads(planned.stdout.strip().splitlines()[-1])
+    steps = [s["id"] for s in result["plan"]["steps"]]
+    assert steps[0] == "personnel/maintenance-on" and steps[-1] == "attendance/target-config"
+    assert lab.snapshot() == before
+    status = json.loads(lab.migrate("--json", "status", "wave-1").stdout)
+    assert status["waves"]["wave-1"]["status"] == "not started"
+
+
+def test_sigkill_mid_wave_then_run_again_completes_without_repeating(clean_lab):
+    before = lab.snapshot()
+    proc = subprocess.Popen([sys.executable, "-m", "migrate.cli", "-i", str(lab.INVENTORY), "--json",
+                             "run", "wave-1", "--yes"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        event = json.loads(line)
+        if event.get("event") == "action" and event.get("step") == "attendance/restore-db:presenze":
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    status = json.loads(lab.migrate("--json", "status", "wave-1").stdout)["waves"]["wave-1"]
+    assert status["status"] == "interrupted" and status["lock"] is None
+
+    resumed = lab.migrate("run", "wave-1", "--yes")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed and completed" in resumed.stdout
+    assert_target_equals_source()
+    # Completed side effects were not repeated: one upload of each dump, one version each.
+    dumps = [k for k, _ in lab.bucket_versions() if k.endswith(".dump")]
+    assert sorted(k.rsplit("/", 1)[1] for k in dumps) == ["personale.dump", "presenze.dump"]
+    records = lab.migrate("--json", "status", "wave-1")
+    assert json.loads(records.stdout)["chain"] == "intact"
+    assert lab.migrate("rollback", "wave-1", "--yes").returncode == 0
+    assert lab.snapshot() == before
+
+
+def test_concurrent_run_is_refused_with_exit_3(clean_lab):
+    inv = config.load(lab.INVENTORY)
+    with lock.wave_lock(inv.state_dir, "wave-1", "run"):
+        busy = lab.migrate("run", "wave-1", "--yes")
+        rollback = lab.migrate("rollback", "wave-1", "--yes")
+    assert busy.returncode == 3 and rollback.returncode == 3
+    assert f"wave wave-1 is locked by pid {os.getpid()}" in busy.stderr
+    assert lab.databases("target") == set()
+
+
+def test_address_outside_allowed_networks_fails_closed(clean_lab, tmp_path):
+    import shutil
+    inv = tmp_path / "inv"
+    shutil.copytree(lab.INVENTORY, inv, ignore=shutil.ignore_patterns(".state"))
+    spec = (inv / "migrate.yml").read_text().replace("allowed_networks: [127.0.0.0/8]", "allowed_networks: [127.0.0.2/32]")
+    (inv / "migrate.yml").write_text(spec)
+    proc = subprocess.run([sys.executable, "-m", "migrate.cli", "-i", str(inv), "plan", "wave-1"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "outside the allowed networks 127.0.0.2/32" in proc.stderr
