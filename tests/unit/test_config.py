@@ -1,3 +1,4 @@
+import re
 import shutil
 import subprocess
 import sys
@@ -92,3 +93,11 @@ def test_cli_unknown_wave_exits_2(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "waves: no wave 'wave-9' (known: wave-1)" in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["staging", "production"])
+def test_example_inventories_are_valid_and_hold_no_secret(name):
+    inv = config.load(LAB.parent / name)
+    assert all(s.password_env and not s.passfile for s in inv.spec.db_servers.values())
+    text = (LAB.parent / name / "migrate.yml").read_text().lower()
+    assert not re.search(r"^\s*(password|\w*secret\w*|token)\s*:", text, re.M)
