@@ -22,8 +22,8 @@ from migrate.errors import ConfigError, MigrateError
 EXIT_CODES = """Exit codes: 0 success; 1 the operation failed (a step, a check, a verification);
 2 bad usage or bad configuration; 3 the wave is locked by another run."""
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class Options:

@@ -28,6 +28,9 @@ def _call(fn, *args, **kwargs):
 
 
 def _ports(overrides: tuple[str, ...]):
+    """None without overrides: a new lab takes the defaults, an existing one keeps its own."""
+    if not overrides:
+        return None
     services = _services()
     names = {f.name for f in fields(services.LabPorts)}
     values = {}

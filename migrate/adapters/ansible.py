@@ -84,6 +84,7 @@ def _ansible_env(inv: Inventory, hosts: list[str], private: Path) -> dict:
         "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=5s",
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
         "ANSIBLE_NOCOLOR": "True",
+        "ANSIBLE_PIPELINING": "True",
         "ANSIBLE_LOCAL_TEMP": str(private / "tmp"),
     }
 

@@ -29,6 +29,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -57,7 +58,6 @@ SOURCE_OWNER = "hr_owner"
 DATABASES = ("personale", "presenze")
 BUCKET = "comune-migration-staging"
 REGION = "eu-south-1"
-SSH_HOSTS = ("src-app", "tgt-app")
 
 # The tree each SSH host starts with, relative to its root/ (playbooks use it as host_root).
 HOST_TREES = {
@@ -464,7 +464,7 @@ def _check_prerequisites(paths: LabPaths) -> None:
         if not binary.exists():
             raise LabError(f"{binary} is missing")
     _postgres_ids()
-    socket_path = paths.pg_socket_dir / ".s.PGSQL.55432"
+    socket_path = paths.pg_socket_dir / ".s.PGSQL.65535.lock"
     if len(str(socket_path)) > MAX_SOCKET_PATH:
         raise LabError(f"lab directory path is too long for a unix socket: {paths.root}")
     _check_reachable_by_postgres(paths.root)
@@ -554,7 +554,6 @@ host = {host}
 port = {port}
 personale = personale
 presenze = presenze
-user = hr_app
 
 [documents]
 root = /srv/personale/documents
@@ -623,10 +622,19 @@ def _pg_settings(paths: LabPaths, cluster: str, port: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _init_cluster(paths: LabPaths, cluster: str, port: int, state: dict) -> None:
-    step = f"pg-{cluster}:initdb"
-    if step in state["steps"]:
-        return
+def _init_clusters(paths: LabPaths, state: dict, ports: LabPorts) -> None:
+    """initdb the clusters that were never initialised, both at once (each takes ~0.7 s)."""
+    wanted = {"source": ports.pg_source, "target": ports.pg_target}
+    missing = [c for c in wanted if f"pg-{c}:initdb" not in state["steps"]]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        # list() re-raises the first failure here.
+        list(pool.map(lambda c: _init_cluster(paths, c, wanted[c]), missing))
+    if missing:
+        state["steps"].extend(f"pg-{c}:initdb" for c in missing)
+        _write_state(paths, state)
+
+
+def _init_cluster(paths: LabPaths, cluster: str, port: int) -> None:
     data = paths.cluster_dir(cluster)
     if data.exists():  # left half-built by a crash: start over, it holds nothing yet
         shutil.rmtree(data)
@@ -642,17 +650,54 @@ def _init_cluster(paths: LabPaths, cluster: str, port: int, state: dict) -> None
     logfile = paths.cluster_log(cluster)
     logfile.touch()
     os.chown(logfile, uid, gid)  # pg_ctl opens it as postgres
-    state["steps"].append(step)
 
 
-def _start_cluster(paths: LabPaths, cluster: str) -> int:
+def _processes_in(directory: Path) -> list[int]:
+    """Live processes whose working directory is `directory` (every PostgreSQL process
+    chdirs into its data directory, whatever its title says)."""
+    target = os.path.realpath(directory)  # the kernel reports cwd with symlinks resolved
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.readlink(entry / "cwd") == target:
+                    found.append(int(entry.name))
+    return found
+
+
+def _clear_stale_locks(paths: LabPaths, cluster: str, port: int) -> None:
+    """Remove the lock files a crashed server left, so that it can start again.
+
+    PostgreSQL refuses to start while the PID in postmaster.pid (or in the socket lock file)
+    exists, and after a crash that PID can be a zombie that init has not reaped yet, or a
+    reused PID. Removing them is safe only once no process of the old server is left.
+    """
     data = paths.cluster_dir(cluster)
-    # pg_ctl -w waits until the server accepts connections; it also copes with a stale
-    # postmaster.pid left by a crash.
-    _run([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(paths.cluster_log(cluster)),
-          "-w", "-t", str(int(READY_TIMEOUT)), "start"],
-         as_postgres=True, what=f"starting PostgreSQL {cluster} "
-                                f"(log {paths.cluster_log(cluster)})")
+    locks = [data / "postmaster.pid", paths.pg_socket_dir / f".s.PGSQL.{port}.lock"]
+    if not any(lock.exists() for lock in locks):
+        return
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while (left := _processes_in(data)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if left:
+        raise LabError(f"processes {left} still run in {data}; stop them before `up`")
+    log.info("removing stale lock files of PostgreSQL %s", cluster)
+    for lock in locks:
+        lock.unlink(missing_ok=True)
+
+
+def _start_cluster(paths: LabPaths, cluster: str, port: int) -> int:
+    data = paths.cluster_dir(cluster)
+    _clear_stale_locks(paths, cluster, port)
+    # pg_ctl -w waits until the server accepts connections.
+    logfile = paths.cluster_log(cluster)
+    try:
+        _run([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(logfile), "-w", "-t",
+              str(int(READY_TIMEOUT)), "start"], as_postgres=True, what="pg_ctl start")
+    except LabError as exc:
+        # pg_ctl itself only says "Examine the log output": the reason is in the log.
+        raise LabError(f"PostgreSQL {cluster} did not start ({exc}): {_log_tail(logfile)}"
+                       ) from None
     pid = _postmaster_pid(data)
     if pid is None:
         raise LabError(f"PostgreSQL {cluster} started but wrote no postmaster.pid")
@@ -699,7 +744,7 @@ def _roles_sql(cluster: str, verifier: str) -> str:
 def _provision_cluster(paths: LabPaths, cluster: str, port: int, state: dict) -> None:
     """Create the roles and give `migrate` a fresh random password, kept only in pgpass."""
     step = f"pg-{cluster}:roles"
-    if step in state["steps"]:
+    if step in state["steps"] and _has_pgpass_line(paths, port):
         return
     password = secrets.token_hex(24)  # hex: no characters that pgpass would need escaped
     _run([str(PG_BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h",
@@ -708,6 +753,15 @@ def _provision_cluster(paths: LabPaths, cluster: str, port: int, state: dict) ->
          what=f"creating roles on PostgreSQL {cluster}")
     _set_pgpass_line(paths, port, password)
     state["steps"].append(step)
+
+
+def _has_pgpass_line(paths: LabPaths, port: int) -> bool:
+    # A deleted or edited passfile is repaired with a new password rather than left broken.
+    try:
+        return any(line.startswith(f"{HOST}:{port}:")
+                   for line in paths.pgpass.read_text().splitlines())
+    except FileNotFoundError:
+        return False
 
 
 def _set_pgpass_line(paths: LabPaths, port: int, password: str) -> None:
@@ -792,10 +846,8 @@ def _empty_bucket(paths: LabPaths, port: int) -> None:
 
 # --- starting and stopping services --------------------------------------------------------
 
-def _launch(paths: LabPaths, svc: Service) -> tuple[int, Path | None]:
-    """Start one service; returns its PID and, for background ones, the log to watch."""
-    if svc.kind == "postgres":
-        return _start_cluster(paths, _cluster(svc)), None
+def _launch_background(paths: LabPaths, svc: Service) -> tuple[int, Path]:
+    """Start sshd or moto without waiting; returns its PID and the log to watch."""
     if svc.kind == "sshd":
         return _start_sshd(paths, svc.name)
     return _start_moto(paths, svc.port)
@@ -819,15 +871,23 @@ def _stop(paths: LabPaths, svc: Service, pid: int) -> None:
         raise LabError(f"{svc.name} (pid {pid}) did not stop")
 
 
-def _start_pending(paths: LabPaths, state: dict, pending: list[Service],
+def _start_pending(paths: LabPaths, state: dict, ports: LabPorts, pending: list[Service],
                    on_started: Callable[[Service, int], None]) -> None:
-    """Start every pending service, background ones first, then wait until all answer."""
+    """Start every pending service and return once all of them answer.
+
+    sshd and moto start in the background first, so that moto's slow import overlaps with
+    initdb and the cluster starts (pg_ctl -w returns only when a cluster is ready).
+    """
     watching = []
     for svc in pending:
-        pid, log_file = _launch(paths, svc)
-        on_started(svc, pid)
-        if log_file is not None:
+        if svc.kind != "postgres":
+            pid, log_file = _launch_background(paths, svc)
+            on_started(svc, pid)
             watching.append((svc, pid, log_file))
+    _init_clusters(paths, state, ports)
+    for svc in pending:
+        if svc.kind == "postgres":
+            on_started(svc, _start_cluster(paths, _cluster(svc), svc.port))
     for svc, pid, log_file in watching:
         _wait_ready(paths, svc, pid, log_file)
 
@@ -878,7 +938,7 @@ def up(lab_dir: Path | str, *, ports: LabPorts | None = None, employees: int = 4
         pending = _pending(paths, state, ports)
         _require_free_ports(pending)
         before = json.dumps(state, sort_keys=True, default=str)
-        _build(paths, state, ports)
+        _build_files(paths, ports)
         started: list[tuple[Service, int]] = []
 
         def record(svc: Service, pid: int) -> None:
@@ -888,7 +948,7 @@ def up(lab_dir: Path | str, *, ports: LabPorts | None = None, employees: int = 4
             _write_state(paths, state)
 
         try:
-            _start_pending(paths, state, pending, record)
+            _start_pending(paths, state, ports, pending, record)
             _provision(paths, state, ports, s3_started=any(s.kind == "moto" for s in pending))
             if state["seeded"] is None:
                 state["seeded"] = _seed(paths, ports, employees=employees, years=years,
@@ -913,15 +973,10 @@ def _pending(paths: LabPaths, state: dict, ports: LabPorts) -> list[Service]:
     return [svc for svc in _services(ports) if _running(paths, state, svc) is None]
 
 
-def _build(paths: LabPaths, state: dict, ports: LabPorts) -> None:
-    """Create whatever is missing (keys, configs, secrets, clusters); never touch what exists."""
-    steps_before = list(state["steps"])
+def _build_files(paths: LabPaths, ports: LabPorts) -> None:
+    """Create the keys, configs and secrets that are missing; never replace existing ones."""
     _build_hosts(paths, ports)
     _ensure_s3_credentials(paths)
-    _init_cluster(paths, "source", ports.pg_source, state)
-    _init_cluster(paths, "target", ports.pg_target, state)
-    if state["steps"] != steps_before:
-        _write_state(paths, state)
 
 
 def _stop_started(paths: LabPaths, state: dict, started: list[tuple[Service, int]]) -> None:
@@ -991,7 +1046,8 @@ def reseed(lab_dir: Path | str, *, employees: int, years: int, seed: int) -> dic
     """Return the lab to its initial state with new synthetic data; the lab must be up.
 
     Resets the target side (databases and non-built-in roles on the target cluster, the
-    tgt-app tree, every object version in the bucket), then reseeds the source.
+    tgt-app tree, every object version in the bucket), then reseeds the source. Returns what
+    `migrate.lab.data.seed` returned (row counts per db.table, archive totals).
     """
     paths = lab_paths(lab_dir)
     current = status(paths.root)
@@ -1008,7 +1064,7 @@ def reseed(lab_dir: Path | str, *, employees: int, years: int, seed: int) -> dic
         _write_state(paths, state)  # a crash mid-seed leaves "not seeded": `up` redoes it
         state["seeded"] = _seed(paths, ports, employees=employees, years=years, seed=seed)
         _write_state(paths, state)
-    return state["seeded"]
+    return state["seeded"]["result"]
 
 
 def _up_flags(current: dict) -> dict[str, bool]:

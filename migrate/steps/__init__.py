@@ -1,52 +1,68 @@
 """The wave graph: which steps a wave has, in which order.
 
 Phases run one after another (freeze, stage, restore, configure); inside a phase, systems come
-in dependency order. Adding a kind of step means adding it to PHASES, not an `if` elsewhere.
+in dependency order; steps on one application host are batched into one playbook run
+(each costs seconds). Adding a kind of step means adding it to PHASES, not an `if` elsewhere.
 """
 
 from __future__ import annotations
 
 from migrate.config import Inventory, order_systems
-from migrate.steps.app import Maintenance, RenderConfig
+from migrate.steps.app import Configure, Freeze, TargetConfig
 from migrate.steps.database import RestoreDatabase, StageDatabase
 from migrate.steps.files import StageArchive
 
 
-def _freeze(inv, name, system):
-    if system.app:
-        yield Maintenance(name, system.app.source_host, system.app.service_name)
+def _by_host(pairs):
+    grouped: dict[str, list] = {}
+    for host, item in pairs:
+        grouped.setdefault(host, []).append(item)
+    return grouped.items()
 
 
-def _stage_databases(inv, name, system):
-    for db, d in system.databases.items():
-        yield StageDatabase(name, db, d.source.server, d.source.dbname)
+def _freeze(inv, systems):
+    apps = [(s.app.source_host, (name, s.app.service_name)) for name, s in systems if s.app]
+    for host, items in _by_host(apps):
+        yield Freeze(host, tuple(n for n, _ in items), tuple(svc for _, svc in items))
 
 
-def _stage_archive(inv, name, system):
-    if system.archive:
-        yield StageArchive(name, system.archive.host, system.archive.path)
+def _stage_databases(inv, systems):
+    for name, system in systems:
+        for db, d in system.databases.items():
+            yield StageDatabase(name, db, d.source.server, d.source.dbname)
 
 
-def _restore_databases(inv, name, system):
-    for db, d in system.databases.items():
-        yield RestoreDatabase(name, db, d.target.server, d.target.dbname)
+def _stage_archive(inv, systems):
+    for name, system in systems:
+        if system.archive:
+            yield StageArchive(name, system.archive.host, system.archive.path)
 
 
-def _configure(inv, name, system):
-    if not system.app:
-        return
+def _restore_databases(inv, systems):
+    for name, system in systems:
+        for db, d in system.databases.items():
+            yield RestoreDatabase(name, db, d.target.server, d.target.dbname)
+
+
+def _configure(inv, systems):
+    configs = [(s.app.target_host, _target_config(inv, name, s)) for name, s in systems if s.app]
+    for host, items in _by_host(configs):
+        yield Configure(host, tuple(items))
+
+
+def _target_config(inv, name, system) -> TargetConfig:
     settings = {"bucket": inv.spec.storage.bucket, "service": system.app.service_name}
     for db, d in system.databases.items():
         server = inv.spec.db_servers[d.target.server]
         settings[f"db_{db}"] = f"host={server.host} port={server.port} dbname={d.target.dbname} user={server.user}"
-    yield RenderConfig(name, system.app.target_host, system.app.config_template, system.app.config_path,
-                       system.app.service_name, tuple(sorted(settings.items())))
+    return TargetConfig(name, system.app.config_template, system.app.config_path, system.app.service_name,
+                        tuple(sorted(settings.items())))
 
 
 PHASES = (_freeze, _stage_databases, _stage_archive, _restore_databases, _configure)
 
 
 def build(inv: Inventory, wave: str) -> list:
-    systems = order_systems(inv.spec, inv.spec.waves[wave].systems)
-    return [step for phase in PHASES for name in systems
-            for step in phase(inv, name, inv.spec.systems[name])]
+    names = order_systems(inv.spec, inv.spec.waves[wave].systems)
+    systems = [(name, inv.spec.systems[name]) for name in names]
+    return [step for phase in PHASES for step in phase(inv, systems)]

@@ -40,52 +40,63 @@ def _playbook(playbook: str, host: str, summary: str, **vars) -> Action:
 
 
 @dataclass(frozen=True)
-class Maintenance:
-    """Put the source application in maintenance (the freeze); the undo takes it out."""
+class Freeze:
+    """Put the source applications of one host in maintenance (the freeze), in one playbook
+    run; the undo takes out exactly those this wave put in."""
 
-    system: str
     host: str
-    service: str
+    systems: tuple[str, ...]
+    services: tuple[str, ...]
 
     @property
     def id(self) -> str:
-        return f"{self.system}/maintenance-on"
+        return f"freeze:{self.host}"
 
     def plan(self, ctx: Context) -> StepPlan:
-        title = f"maintenance on for {self.service} on {self.host}"
-        flag = maintenance_flag(self.service)
-        if _remote_exists(ctx, self.host, flag):
-            return StepPlan(self.id, self.system, title, noop="already in maintenance before this wave")
-        on = _playbook("maintenance.yml", self.host, f"{self.host}: create {flag}",
-                       service=self.service, state="on", wave=ctx.wave)
-        off = _playbook("maintenance.yml", self.host, f"{self.host}: remove {flag}",
-                        service=self.service, state="off", wave=ctx.wave)
-        return StepPlan(self.id, self.system, title, actions=(Action(**{**on.__dict__, "undo": off}),))
+        title = f"maintenance on for {', '.join(self.services)} on {self.host}"
+        system = "+".join(self.systems)
+        todo = tuple(s for s in self.services if not _remote_exists(ctx, self.host, maintenance_flag(s)))
+        if not todo:
+            return StepPlan(self.id, system, title, noop="already in maintenance before this wave")
+        flags = ", ".join(maintenance_flag(s) for s in todo)
+        off = _playbook("maintenance.yml", self.host, f"{self.host}: remove {flags}",
+                        services=list(todo), state="off", wave=ctx.wave)
+        on = _playbook("maintenance.yml", self.host, f"{self.host}: create {flags}",
+                       services=list(todo), state="on", wave=ctx.wave)
+        return StepPlan(self.id, system, title, actions=(Action(**{**on.__dict__, "undo": off}),))
 
 
 @dataclass(frozen=True)
-class RenderConfig:
-    """Render the target application's configuration from a template onto the target host."""
-
+class TargetConfig:
     system: str
-    host: str
     template: str
     path: str
     service: str
     settings: tuple[tuple[str, str], ...]
 
+
+@dataclass(frozen=True)
+class Configure:
+    """Render the target applications' configuration from templates onto one target host."""
+
+    host: str
+    configs: tuple[TargetConfig, ...]
+
     @property
     def id(self) -> str:
-        return f"{self.system}/target-config"
+        return f"configure:{self.host}"
 
     def plan(self, ctx: Context) -> StepPlan:
-        title = f"render {self.template} to {self.host}:{self.path}"
-        if _remote_exists(ctx, self.host, self.path):
-            raise StepFailed(f"{self.host}:{self.path} already exists; this wave would overwrite a"
-                             " configuration it did not create")
-        common = {"service": self.service, "dest": self.path, "template": self.template}
-        put = _playbook("app_config.yml", self.host, f"{self.host}: write {self.path} (mode 0600)",
-                        state="present", settings=dict(self.settings), **common)
-        remove = _playbook("app_config.yml", self.host, f"{self.host}: remove {self.path}",
-                           state="absent", settings={}, **common)
-        return StepPlan(self.id, self.system, title, actions=(Action(**{**put.__dict__, "undo": remove}),))
+        paths = ", ".join(c.path for c in self.configs)
+        for c in self.configs:
+            if _remote_exists(ctx, self.host, c.path):
+                raise StepFailed(f"{self.host}:{c.path} already exists; this wave would overwrite a"
+                                 " configuration it did not create")
+        items = [{"service": c.service, "dest": c.path, "template": c.template, "settings": dict(c.settings)}
+                 for c in self.configs]
+        put = _playbook("app_config.yml", self.host, f"{self.host}: write {paths} (mode 0600)",
+                        configs=items, state="present")
+        remove = _playbook("app_config.yml", self.host, f"{self.host}: remove {paths}",
+                           configs=items, state="absent")
+        return StepPlan(self.id, "+".join(c.system for c in self.configs), f"render {paths} on {self.host}",
+                        actions=(Action(**{**put.__dict__, "undo": remove}),))

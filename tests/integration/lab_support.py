@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 LAB_DIR = ROOT / ".lab-test"
 INVENTORY = LAB_DIR / "inventory"
 # Default lab ports + 2000: a developer's running lab is left alone.
-PORTS = {"source_pg": 57432, "target_pg": 57433, "src_app_ssh": 54201, "tgt_app_ssh": 54202, "s3": 57900}
-DEFAULT_PORTS = {"source_pg": 55432, "target_pg": 55433, "src_app_ssh": 52201, "tgt_app_ssh": 52202, "s3": 55900}
+PORTS = {"pg_source": 57432, "pg_target": 57433, "ssh_src_app": 54201, "ssh_tgt_app": 54202, "s3": 57900}
+DEFAULT_PORTS = {"pg_source": 55432, "pg_target": 55433, "ssh_src_app": 52201, "ssh_tgt_app": 52202, "s3": 55900}
 DATABASES = ("personale", "presenze")
 
 
@@ -41,7 +41,7 @@ def migrate(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedP
 
 
 def dsn(side: str, dbname: str) -> str:
-    port = PORTS["source_pg" if side == "source" else "target_pg"]
+    port = PORTS["pg_source" if side == "source" else "pg_target"]
     return f"host=127.0.0.1 port={port} dbname={dbname} user=migrate passfile={LAB_DIR}/secrets/pgpass"
 
 

@@ -62,7 +62,7 @@ def test_wave_copies_everything_and_rollback_restores_the_initial_state(clean_la
     assert_documents_staged()
     conf = lab.host_root("tgt-app") / "etc" / "hr" / "personale.conf"
     assert stat.S_IMODE(conf.stat().st_mode) == 0o600
-    assert f"port={lab.PORTS['target_pg']} dbname=personale" in conf.read_text()
+    assert f"port={lab.PORTS['pg_target']} dbname=personale" in conf.read_text()
     assert (lab.host_root("src-app") / "var" / "lib" / "hr" / "presenze.maintenance").exists()
     assert_no_secret_left_behind()
     status = json.loads(lab.migrate("--json", "status", "wave-1").stdout)
@@ -89,7 +89,7 @@ def test_dry_run_and_plan_change_nothing(clean_lab):
     assert planned.returncode == 0, planned.stderr
     result = json.loads(planned.stdout.strip().splitlines()[-1])
     steps = [s["id"] for s in result["plan"]["steps"]]
-    assert steps[0] == "personnel/maintenance-on" and steps[-1] == "attendance/target-config"
+    assert steps[0] == "freeze:src-app" and steps[-1] == "configure:tgt-app"
     assert lab.snapshot() == before
     status = json.loads(lab.migrate("--json", "status", "wave-1").stdout)
     assert status["waves"]["wave-1"]["status"] == "not started"

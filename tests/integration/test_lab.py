@@ -1,0 +1,449 @@
+"""The lab against the real thing: PostgreSQL clusters, sshd hosts and moto S3 on loopback.
+
+One lab is built for the module in a private /tmp directory on non-default ports, so it never
+collides with a developer's `.lab/`. Seeding is replaced by a tiny stub (the real generator in
+`migrate.lab.data` is tested on its own); the stub still talks to the source cluster through the
+admin DSN that `up` hands it, so that hand-over is tested too.
+"""
+
+from __future__ import annotations
+
+import configparser
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+import boto3
+import paramiko
+import psycopg
+import pytest
+
+from migrate.lab import services
+from migrate.lab.services import LabError, LabPorts
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not Path("/usr/lib/postgresql/15/bin/initdb").exists()
+    or not Path("/usr/sbin/sshd").exists(),
+    reason="the lab needs root, PostgreSQL 15 and openssh-server")
+
+PORTS = LabPorts(pg_source=56432, pg_target=56433, ssh_src_app=53201, ssh_tgt_app=53202,
+                 s3=56900)
+# A second, independent set for the lab that must fail to start.
+OTHER_PORTS = LabPorts(pg_source=56442, pg_target=56443, ssh_src_app=53211,
+                       ssh_tgt_app=53212, s3=56910)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+class SeedStub:
+    """Stands in for migrate.lab.data.seed: creates the two databases and one document."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict] = []
+
+    def seed(self, *, admin_dsn, archive_dir, employees, years, seed, owner="hr_owner"):
+        self.calls.append({"employees": employees, "years": years, "seed": seed})
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            for db in ("personale", "presenze"):
+                conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+                conn.execute(f"CREATE DATABASE {db} OWNER {owner}")
+        archive = Path(archive_dir)
+        shutil.rmtree(archive, ignore_errors=True)
+        archive.mkdir(parents=True)
+        (archive / f"doc-{seed}.pdf").write_bytes(b"%PDF-1.4 stub")
+        return {"personale.dipendenti": employees, "archive.files": 1}
+
+
+def traversable_tmpdir() -> Path:
+    # Under /tmp itself, not pytest's tmp_path: /tmp/pytest-of-root is 0700 and the postgres
+    # OS user could not reach its data directory through it.
+    path = Path(tempfile.mkdtemp(prefix="migrate-lab-test-", dir="/tmp"))
+    path.chmod(0o755)
+    return path
+
+
+def recorded_pids(lab_dir: Path) -> dict[str, int]:
+    return json.loads((lab_dir / "lab.json").read_text())["pids"]
+
+
+def is_gone(pid: int) -> bool:
+    """Not running: no /proc entry, or a zombie that its parent has not reaped yet."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def wait_gone(pid: int, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not is_gone(pid):
+        time.sleep(0.05)
+    return is_gone(pid)
+
+
+def port_is_listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+        return True
+    return False
+
+
+def all_ports(ports: LabPorts) -> list[int]:
+    return [ports.pg_source, ports.pg_target, ports.ssh_src_app, ports.ssh_tgt_app, ports.s3]
+
+
+def with_dbname(dsn: str, dbname: str) -> str:
+    return " ".join(f"dbname={dbname}" if part.startswith("dbname=") else part
+                    for part in dsn.split())
+
+
+def ssh_client(lab_dir: Path, port: int, known_hosts: Path | None = None) -> paramiko.SSHClient:
+    client = paramiko.SSHClient()
+    client.load_host_keys(str(known_hosts or lab_dir / "ssh/known_hosts"))
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    client.connect("127.0.0.1", port=port, username="root",
+                   key_filename=str(lab_dir / "ssh/id_ed25519"), look_for_keys=False,
+                   allow_agent=False, timeout=5, banner_timeout=5, auth_timeout=5)
+    return client
+
+
+def run_remote(client: paramiko.SSHClient, command: str) -> str:
+    _, stdout, stderr = client.exec_command(command, timeout=10)
+    assert stdout.channel.recv_exit_status() == 0, stderr.read().decode()
+    return stdout.read().decode()
+
+
+def s3_client(lab_dir: Path, endpoint_url: str):
+    config = configparser.ConfigParser()
+    config.read(lab_dir / "secrets/s3.ini")
+    return boto3.client("s3", endpoint_url=endpoint_url, region_name="eu-south-1",
+                        aws_access_key_id=config["lab"]["aws_access_key_id"],
+                        aws_secret_access_key=config["lab"]["aws_secret_access_key"])
+
+
+def force_cleanup(lab_dir: Path) -> None:
+    """Last resort if `down` failed: kill the recorded PIDs that are still this lab's."""
+    try:
+        pids = recorded_pids(lab_dir)
+    except (OSError, ValueError):
+        return
+    for pid in filter(None, pids.values()):
+        with contextlib.suppress(OSError):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if str(lab_dir) in cmdline or "moto_server" in cmdline:
+                os.kill(pid, signal.SIGKILL)
+
+
+# --- fixtures ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def seed_stub():
+    stub = SeedStub()
+    module = types.ModuleType("migrate.lab.data")
+    module.seed = stub.seed
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(sys.modules, "migrate.lab.data", module)
+        yield stub
+
+
+@pytest.fixture(scope="module")
+def lab_dir(seed_stub):
+    parent = traversable_tmpdir()
+    lab = parent / "lab"
+    try:
+        yield lab
+    finally:
+        try:
+            if lab.exists():
+                services.down(lab, purge=True)
+        finally:
+            force_cleanup(lab)
+            shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def lab(lab_dir, seed_stub):
+    started = time.monotonic()
+    result = services.up(lab_dir, ports=PORTS, employees=3, years=1, seed=7)
+    print(f"fresh up took {time.monotonic() - started:.1f}s")
+    return result
+
+
+# --- tests that build nothing --------------------------------------------------------------
+
+def test_a_held_port_fails_up_before_anything_starts(seed_stub):
+    parent = traversable_tmpdir()
+    calls_before = len(seed_stub.calls)
+    try:
+        with socket.socket() as squatter:
+            squatter.bind(("127.0.0.1", OTHER_PORTS.pg_target))
+            squatter.listen()
+            with pytest.raises(LabError, match=rf"port {OTHER_PORTS.pg_target}.*pg-target"):
+                services.up(parent / "lab", ports=OTHER_PORTS)
+        assert not (parent / "lab").exists(), "nothing may be built before the port check"
+        assert not any(port_is_listening(p) for p in all_ports(OTHER_PORTS))
+        assert len(seed_stub.calls) == calls_before
+    finally:
+        force_cleanup(parent / "lab")
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def test_a_lab_the_postgres_user_cannot_reach_is_refused():
+    private = Path(tempfile.mkdtemp(prefix="migrate-lab-private-", dir="/tmp"))  # mode 0700
+    try:
+        with pytest.raises(LabError, match="not searchable"):
+            services.up(private / "lab", ports=OTHER_PORTS)
+        assert not (private / "lab").exists()
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def test_status_of_a_missing_lab_is_an_operator_error(tmp_path):
+    with pytest.raises(LabError, match="no lab"):
+        services.status(tmp_path / "nothing-here")
+
+
+# --- the running lab -----------------------------------------------------------------------
+
+def test_up_reports_every_service_up_with_passfile_dsns(lab, lab_dir):
+    assert lab == services.status(lab_dir)
+    assert lab["lab_dir"] == str(lab_dir)
+    assert lab["postgres"] == {"source": {"port": 56432, "up": True},
+                               "target": {"port": 56433, "up": True}}
+    assert lab["ssh"] == {"src-app": {"host": "127.0.0.1", "port": 53201, "up": True},
+                          "tgt-app": {"host": "127.0.0.1", "port": 53202, "up": True}}
+    assert lab["s3"] == {"endpoint_url": "http://127.0.0.1:56900",
+                         "buckets": ["comune-migration-staging"], "up": True}
+    assert set(lab["databases"]) == {"personale", "presenze"}
+    passfile = lab_dir / "secrets/pgpass"
+    for dsns in lab["databases"].values():
+        for dsn in dsns.values():
+            assert f"passfile={passfile}" in dsn and "password" not in dsn
+
+
+def test_both_clusters_accept_migrate_through_the_passfile(lab, lab_dir):
+    assert (lab_dir / "secrets/pgpass").stat().st_mode & 0o777 == 0o600
+    with psycopg.connect(lab["databases"]["personale"]["source"]) as conn:
+        row = conn.execute(
+            "SELECT current_user, pg_get_userbyid(d.datdba), r.rolcanlogin "
+            "FROM pg_database d, pg_roles r "
+            "WHERE d.datname = current_database() AND r.rolname = 'hr_owner'").fetchone()
+        assert row == ("migrate", "hr_owner", False)
+    target = with_dbname(lab["databases"]["personale"]["target"], "postgres")
+    with psycopg.connect(target) as conn:
+        assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+                            ).fetchone() == (True,)
+        assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = 'hr_owner'"
+                            ).fetchone() == (0,)
+
+
+@pytest.mark.parametrize("password", [None, "wrong"])
+def test_postgres_refuses_a_missing_or_wrong_password(lab, password, tmp_path):
+    # A passfile that does not exist, so that no ~/.pgpass can make this pass by accident.
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(host="127.0.0.1", port=PORTS.pg_source, dbname="postgres",
+                        user="migrate", password=password, passfile=str(tmp_path / "none"),
+                        connect_timeout=5)
+
+
+def test_ssh_hosts_run_commands_after_verifying_their_host_keys(lab, lab_dir):
+    for host, port in (("src-app", PORTS.ssh_src_app), ("tgt-app", PORTS.ssh_tgt_app)):
+        host_root = lab_dir / "hosts" / host / "root"
+        client = ssh_client(lab_dir, port)
+        try:
+            out = run_remote(client, f"test -d {host_root}/etc/hr && "
+                                     f"test -d {host_root}/srv/personale/documents && "
+                                     "/usr/bin/python3 -c 'print(\"ok\")'")
+            assert out == "ok\n"
+            if host == "src-app":
+                with client.open_sftp() as sftp:  # the sftp subsystem works too
+                    assert sftp.listdir(f"{host_root}/srv/personale/documents") == ["doc-7.pdf"]
+        finally:
+            client.close()
+
+
+def test_ssh_rejects_a_wrong_or_unknown_host_key_and_passwords(lab, lab_dir, tmp_path):
+    # known_hosts that pins tgt-app's key on src-app's address: an impostor.
+    entries = (lab_dir / "ssh/known_hosts").read_text().splitlines()
+    tgt_key = next(line for line in entries if f":{PORTS.ssh_tgt_app} " in line).split(" ", 1)[1]
+    wrong = tmp_path / "known_hosts.wrong"
+    wrong.write_text(f"[127.0.0.1]:{PORTS.ssh_src_app} {tgt_key}\n")
+    with pytest.raises(paramiko.BadHostKeyException):
+        ssh_client(lab_dir, PORTS.ssh_src_app, known_hosts=wrong)
+
+    empty = tmp_path / "known_hosts.empty"
+    empty.write_text("")
+    with pytest.raises(paramiko.SSHException, match="not found in known_hosts"):
+        ssh_client(lab_dir, PORTS.ssh_src_app, known_hosts=empty)
+
+    client = paramiko.SSHClient()
+    client.load_host_keys(str(lab_dir / "ssh/known_hosts"))
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    with pytest.raises(paramiko.AuthenticationException):
+        client.connect("127.0.0.1", port=PORTS.ssh_tgt_app, username="root", password="x",
+                       look_for_keys=False, allow_agent=False, timeout=5)
+    client.close()
+
+
+def test_the_bucket_is_versioned_encrypted_private_and_in_region(lab, lab_dir):
+    s3 = s3_client(lab_dir, lab["s3"]["endpoint_url"])
+    bucket = "comune-migration-staging"
+    assert bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert s3.get_bucket_location(Bucket=bucket)["LocationConstraint"] == "eu-south-1"
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    rule = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert all(block.values()) and len(block) == 4
+    s3.put_object(Bucket=bucket, Key="probe", Body=b"one")
+    s3.put_object(Bucket=bucket, Key="probe", Body=b"two")
+    assert len(s3.list_object_versions(Bucket=bucket, Prefix="probe")["Versions"]) == 2
+    assert s3.head_object(Bucket=bucket, Key="probe")["ServerSideEncryption"] == "AES256"
+
+
+def test_no_secret_reaches_lab_json_status_or_logs(lab, lab_dir):
+    secrets = [line.rsplit(":", 1)[1]
+               for line in (lab_dir / "secrets/pgpass").read_text().splitlines()]
+    ini = configparser.ConfigParser()
+    ini.read(lab_dir / "secrets/s3.ini")
+    secrets.append(ini["lab"]["aws_secret_access_key"])
+    assert len(secrets) == 3 and all(len(s) >= 32 for s in secrets)
+    client_key = (lab_dir / "ssh/id_ed25519").read_text()
+    assert (lab_dir / "ssh/id_ed25519").stat().st_mode & 0o777 == 0o600
+
+    exposed = [lab_dir / "lab.json", lab_dir / "pg/source.log", lab_dir / "pg/target.log",
+               lab_dir / "s3/moto.log", *lab_dir.glob("hosts/*/sshd*")]
+    texts = [json.dumps(services.status(lab_dir))] + [p.read_text() for p in exposed]
+    for text in texts:
+        assert not any(secret in text for secret in secrets)
+        assert client_key not in text
+
+
+def test_up_again_changes_nothing(lab, lab_dir, seed_stub):
+    state_file = lab_dir / "lab.json"
+    before = (state_file.read_text(), state_file.stat().st_mtime_ns)
+    calls = len(seed_stub.calls)
+
+    again = services.up(lab_dir)  # no ports: the recorded ones are used
+
+    assert again == lab
+    assert (state_file.read_text(), state_file.stat().st_mtime_ns) == before
+    assert len(seed_stub.calls) == calls
+    with pytest.raises(LabError, match="built with ports"):
+        services.up(lab_dir, ports=OTHER_PORTS)
+
+
+def test_up_restarts_only_what_is_down_and_ignores_stale_pids(lab, lab_dir, seed_stub):
+    pids = recorded_pids(lab_dir)
+    os.kill(pids["tgt-app"], signal.SIGTERM)
+    assert wait_gone(pids["tgt-app"])
+    # A stale record pointing at a live, unrelated process (this test runner) must not count
+    # as the lab's sshd, and must never be signalled.
+    state = json.loads((lab_dir / "lab.json").read_text())
+    state["pids"]["tgt-app"] = os.getpid()
+    (lab_dir / "lab.json").write_text(json.dumps(state))
+    assert services.status(lab_dir)["ssh"]["tgt-app"]["up"] is False
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", PORTS.ssh_tgt_app))
+        squatter.listen()
+        with pytest.raises(LabError, match=rf"port {PORTS.ssh_tgt_app}.*tgt-app"):
+            services.up(lab_dir)
+    assert recorded_pids(lab_dir)["tgt-app"] == os.getpid()  # nothing was started
+
+    calls = len(seed_stub.calls)
+    result = services.up(lab_dir)
+    now = recorded_pids(lab_dir)
+    assert now["tgt-app"] not in (pids["tgt-app"], os.getpid())
+    assert {k: v for k, v in now.items() if k != "tgt-app"} == \
+           {k: v for k, v in pids.items() if k != "tgt-app"}
+    assert result["ssh"]["tgt-app"]["up"] is True
+    assert len(seed_stub.calls) == calls
+    ssh_client(lab_dir, PORTS.ssh_tgt_app).close()  # same host key after the restart
+
+
+def test_up_recovers_a_crashed_cluster_despite_its_stale_lock_files(lab, lab_dir, seed_stub):
+    pids = recorded_pids(lab_dir)
+    os.kill(pids["pg-source"], signal.SIGKILL)  # a crash: no clean shutdown, locks left behind
+    assert wait_gone(pids["pg-source"])
+    assert (lab_dir / "pg/source/postmaster.pid").exists()
+    assert (lab_dir / f"run/pg/.s.PGSQL.{PORTS.pg_source}.lock").exists()
+    calls = len(seed_stub.calls)
+
+    result = services.up(lab_dir)
+
+    assert result["postgres"]["source"]["up"] is True
+    now = recorded_pids(lab_dir)
+    assert now["pg-source"] != pids["pg-source"]
+    assert {k: v for k, v in now.items() if k != "pg-source"} == \
+           {k: v for k, v in pids.items() if k != "pg-source"}
+    assert len(seed_stub.calls) == calls
+    with psycopg.connect(result["databases"]["personale"]["source"]) as conn:
+        assert conn.execute("SELECT current_database()").fetchone() == ("personale",)
+
+
+def test_reseed_returns_the_target_side_to_its_initial_state(lab, lab_dir, seed_stub):
+    target = with_dbname(lab["databases"]["personale"]["target"], "postgres")
+    with psycopg.connect(target, autocommit=True) as conn:  # leftovers of a migration
+        conn.execute("CREATE ROLE hr_owner NOLOGIN")
+        conn.execute("CREATE DATABASE personale OWNER hr_owner")
+    leftover = lab_dir / "hosts/tgt-app/root/srv/personale/documents/migrated.pdf"
+    leftover.write_bytes(b"%PDF")
+    s3 = s3_client(lab_dir, lab["s3"]["endpoint_url"])
+    s3.put_object(Bucket="comune-migration-staging", Key="staged/dump", Body=b"x")
+
+    result = services.reseed(lab_dir, employees=2, years=1, seed=9)
+
+    assert result == {"personale.dipendenti": 2, "archive.files": 1}  # what seed returned
+    assert seed_stub.calls[-1] == {"employees": 2, "years": 1, "seed": 9}
+    with psycopg.connect(target) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname IN "
+                            "('personale', 'presenze')").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = 'hr_owner'"
+                            ).fetchone() == (0,)
+    assert not leftover.exists() and leftover.parent.is_dir()
+    versions = s3.list_object_versions(Bucket="comune-migration-staging")
+    assert not versions.get("Versions") and not versions.get("DeleteMarkers")
+    with psycopg.connect(lab["databases"]["presenze"]["source"]) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert json.loads((lab_dir / "lab.json").read_text())["seeded"]["seed"] == 9
+
+
+# Last: takes the module's lab down.
+def test_down_stops_exactly_the_lab_processes_and_purge_removes_it(lab, lab_dir, seed_stub):
+    pids = recorded_pids(lab_dir)
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        services.down(lab_dir)
+        assert all(wait_gone(pid) for pid in pids.values()), pids
+        assert bystander.poll() is None, "down must stop only the lab's own processes"
+    finally:
+        bystander.kill()
+        bystander.wait()
+    assert not any(port_is_listening(p) for p in all_ports(PORTS))
+    assert not any(services.status(lab_dir)["postgres"][c]["up"] for c in ("source", "target"))
+    assert (lab_dir / "pg/source/PG_VERSION").exists(), "down keeps the data"
+
+    # Back up from the kept data: no reseed, and the in-memory bucket is recreated.
+    calls = len(seed_stub.calls)
+    again = services.up(lab_dir)
+    assert len(seed_stub.calls) == calls
+    assert again["s3"]["up"] and again["postgres"]["source"]["up"]
+    with psycopg.connect(again["databases"]["personale"]["source"]) as conn:
+        assert conn.execute("SELECT current_database()").fetchone() == ("personale",)
+    s3 = s3_client(lab_dir, again["s3"]["endpoint_url"])
+    assert s3.get_bucket_versioning(Bucket="comune-migration-staging")["Status"] == "Enabled"
+
+    pids = recorded_pids(lab_dir)
+    services.down(lab_dir, purge=True)
+    assert not lab_dir.exists()
+    assert all(wait_gone(pid) for pid in pids.values()), pids
