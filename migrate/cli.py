@@ -43,6 +43,8 @@ def console_listener(kind: str, data: dict) -> None:
         out.print(f"[bold]▶ {data['step']}[/] {data['title']}" + (f" [dim]({vol})[/]" if vol else ""))
     elif kind == "action":
         out.print(f"    {'would ' if data['dry'] else ''}{data['summary']}")
+    elif kind == "action_done" and data["dry"] and data["result"].get("changed_tasks"):
+        out.print(f"      [yellow]would change[/]: {', '.join(data['result']['changed_tasks'])}")
     elif kind == "step_noop":
         out.print(f"    nothing to do: {data['reason']}")
     elif kind == "step_done":

@@ -38,7 +38,7 @@ class PlaybookResult:
     rc: int
     changed: dict = field(default_factory=dict)
     failed: dict = field(default_factory=dict)
-    diff: list = field(default_factory=list)
+    changed_tasks: list = field(default_factory=list)
     artifacts: str = ""
 
     @property
@@ -95,15 +95,15 @@ def _scrub(env: dict) -> dict:
 
 def _summarise(runner, private: Path) -> PlaybookResult:
     stats = runner.stats or {}
-    diffs = []
+    changed_tasks = []
     for event in runner.events:
         res = (event.get("event_data") or {}).get("res") or {}
-        if event.get("event") == "runner_on_ok" and res.get("diff"):
-            diffs.append({"host": event["event_data"].get("host"), "task": event["event_data"].get("task")})
+        if event.get("event") == "runner_on_ok" and res.get("changed"):
+            changed_tasks.append(event["event_data"].get("task"))
     return PlaybookResult(status=runner.status, rc=runner.rc if runner.rc is not None else -1,
                           changed=stats.get("changed", {}), failed={**stats.get("failures", {}),
                                                                     **stats.get("dark", {})},
-                          diff=diffs, artifacts=str(private))
+                          changed_tasks=changed_tasks, artifacts=str(private))
 
 
 def _redact_command_artifact(private: Path) -> None:

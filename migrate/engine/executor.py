@@ -60,6 +60,7 @@ class Executor:
         self.bus.emit("action", step=step, summary=action.summary, dry=self.sink.dry)
         result = self.sink.execute(action)
         self._log(plan, "effect_done", step, {"effect": record.seq, "result": result})
+        self.bus.emit("action_done", step=step, result=result, dry=self.sink.dry)
 
     def undo(self, plan: WavePlan, effects: list[tuple[int, str, Action]]) -> None:
         for seq, step, action in effects:

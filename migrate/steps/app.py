@@ -19,7 +19,7 @@ def run_playbook(ctx: Context, *, playbook: str, hosts: list[str], vars: dict) -
         raise StepFailed(f"playbook {playbook} failed on {', '.join(result.failed) or ', '.join(hosts)}"
                          f" (status {result.status}, rc {result.rc}); see {result.artifacts}")
     return {"changed": result.changed, "check": ctx.check, "artifacts": result.artifacts,
-            "diff_tasks": [d["task"] for d in result.diff]}
+            "changed_tasks": result.changed_tasks}
 
 
 def maintenance_flag(service: str) -> str:
