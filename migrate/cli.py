@@ -59,6 +59,15 @@ def console_listener(kind: str, data: dict) -> None:
         out.print(f"  [red]! cannot undo[/] {data['summary']}: {data['reason']}")
 
 
+def json_option(fn):
+    """`--json` after the verb too (`migrate status --json`), same as the global flag."""
+    def set_json(ctx: click.Context, _param, value: bool) -> None:
+        if value and ctx.find_root().obj:
+            ctx.find_root().obj.json = True
+    return click.option("--json", "as_json_local", is_flag=True, expose_value=False, callback=set_json,
+                        help="Machine-readable output.")(fn)
+
+
 def confirm_with(yes: bool):
     def confirm(text: str) -> bool:
         err.print(text)
@@ -84,6 +93,7 @@ def cli(ctx: click.Context, inventory: str, debug: bool, as_json: bool) -> None:
 
 @cli.command(epilog=EXIT_CODES)
 @click.argument("wave")
+@json_option
 @click.pass_obj
 def plan(o: Options, wave: str) -> None:
     """Show every step of WAVE and what it would change. Changes nothing."""
@@ -95,6 +105,7 @@ def plan(o: Options, wave: str) -> None:
 @click.argument("wave")
 @click.option("--dry-run", is_flag=True, help="Plan and check only; change nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
 @click.pass_obj
 def run(o: Options, wave: str, dry_run: bool, yes: bool) -> None:
     """Run WAVE, or resume it after a failure or crash."""
@@ -105,6 +116,7 @@ def run(o: Options, wave: str, dry_run: bool, yes: bool) -> None:
 @cli.command(epilog=EXIT_CODES)
 @click.argument("wave")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
 @click.pass_obj
 def rollback(o: Options, wave: str, yes: bool) -> None:
     """Undo the completed steps of WAVE's last run, newest first."""
@@ -114,6 +126,7 @@ def rollback(o: Options, wave: str, yes: bool) -> None:
 
 @cli.command(epilog=EXIT_CODES)
 @click.argument("wave", required=False)
+@json_option
 @click.pass_obj
 def status(o: Options, wave: str | None) -> None:
     """Each wave's steps, with state and timings."""

@@ -84,12 +84,12 @@ def down(lab_dir: Path, purge: bool) -> None:
 
 @lab.command()
 @lab_dir_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 @click.pass_context
-def status(ctx: click.Context, lab_dir: Path) -> None:
+def status(ctx: click.Context, lab_dir: Path, as_json: bool) -> None:
     """Services, addresses and DSNs (no secrets)."""
     result = _call(_services().status, lab_dir)
-    as_json = ctx.find_root().obj.json if ctx.find_root().obj else False
-    if as_json:
+    if as_json or (ctx.find_root().obj and ctx.find_root().obj.json):
         click.echo(json.dumps(result, indent=2))
         return
     for name, pg in result.get("postgres", {}).items():

@@ -14,11 +14,13 @@ import psycopg
 from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[2]
-LAB_DIR = ROOT / ".lab-test"
+# The test lab: its own directory and the default ports + 2000, so a developer's running lab is
+# left alone. Two test sessions at once need distinct values of both variables.
+LAB_DIR = Path(os.environ.get("MIGRATE_TEST_LAB", ROOT / ".lab-test")).resolve()
 INVENTORY = LAB_DIR / "inventory"
-# Default lab ports + 2000: a developer's running lab is left alone.
-PORTS = {"pg_source": 57432, "pg_target": 57433, "ssh_src_app": 54201, "ssh_tgt_app": 54202, "s3": 57900}
 DEFAULT_PORTS = {"pg_source": 55432, "pg_target": 55433, "ssh_src_app": 52201, "ssh_tgt_app": 52202, "s3": 55900}
+OFFSET = int(os.environ.get("MIGRATE_TEST_PORT_OFFSET", "2000"))
+PORTS = {name: port + OFFSET for name, port in DEFAULT_PORTS.items()}
 DATABASES = ("personale", "presenze")
 
 
