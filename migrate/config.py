@@ -51,6 +51,11 @@ class DbRef(Strict):
 class Database(Strict):
     source: DbRef
     target: DbRef
+    # Legal-evidence tables (punches, time sheets): an order-independent digest of all their
+    # rows is taken on the source before the copy and on the target after.
+    evidence_tables: list[str] = []
+    # "Horizontal" checks: name -> SQL run on both sides, results compared.
+    business_checks: dict[str, str] = {}
 
 
 class AppHosts(Strict):
@@ -107,6 +112,16 @@ class Storage(Strict):
     profile: str = "default"
 
 
+class Transfer(Strict):
+    """How data moves: parallelism, chunking, memory and the staged copies' lifetime."""
+
+    workers: int | None = Field(None, ge=1, le=64, description="default: the machine's cores")
+    chunk_mb: int = Field(64, ge=1, le=4096)
+    buffer_mb: int = Field(256, ge=16, le=65536)
+    compression_level: int = Field(3, ge=-7, le=22)
+    staging_expiry_days: int = Field(7, ge=1, le=365)
+
+
 class Target(Strict):
     provider: str
     region: str
@@ -119,6 +134,7 @@ class Spec(Strict):
     target: Target
     db_servers: dict[str, DbServer]
     storage: Storage
+    transfer: Transfer = Transfer()
     systems: dict[str, System]
     waves: dict[str, Wave]
 
