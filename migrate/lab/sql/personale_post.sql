@@ -29,16 +29,23 @@ GROUP BY 1, 2, 3
 ORDER BY 1, 2, 3;
 
 -- Who works where today, in which category: what the HR front-end lists by default.
+-- (Its result depends on current_date, like the application's.)
 CREATE VIEW v_current_staff AS
 SELECT e.employee_id, e.employee_code, e.surname, e.given_name,
-       c.contract_id, c.contract_type, c.start_date, c.part_time_pct,
+       c.contract_id, c.contract_type, c.start_date, c.end_date, c.part_time_pct,
        k.code AS category_code, k.system AS category_system, cl.differential,
        u.code AS org_unit_code, u.name AS org_unit_name
 FROM employee e
-JOIN employment_contract c ON c.employee_id = e.employee_id AND c.end_date IS NULL
-JOIN classification cl ON cl.contract_id = c.contract_id AND cl.valid_to IS NULL
+JOIN employment_contract c
+  ON c.employee_id = e.employee_id AND c.start_date <= current_date
+ AND (c.end_date IS NULL OR c.end_date >= current_date)
+JOIN classification cl
+  ON cl.contract_id = c.contract_id AND cl.valid_from <= current_date
+ AND (cl.valid_to IS NULL OR cl.valid_to >= current_date)
 JOIN job_category k ON k.category_id = cl.category_id
-JOIN unit_assignment a ON a.contract_id = c.contract_id AND a.valid_to IS NULL
+JOIN unit_assignment a
+  ON a.contract_id = c.contract_id AND a.valid_from <= current_date
+ AND (a.valid_to IS NULL OR a.valid_to >= current_date)
 JOIN org_unit u ON u.org_unit_id = a.org_unit_id;
 
 -- updated_at is maintained by the database, not by the application.
@@ -55,7 +62,8 @@ CREATE TRIGGER employee_touch_updated_at
     FOR EACH ROW EXECUTE FUNCTION touch_updated_at();
 
 COMMENT ON TABLE personnel_document IS
-    'Electronic personnel file index: rel_path is relative to the document archive root; sha256 of the file bytes.';
+    'Electronic personnel file index: rel_path is relative to the document archive root; '
+    'sha256 of the file bytes.';
 COMMENT ON COLUMN family_member.disability IS 'gdpr:special-category (health)';
 COMMENT ON TABLE union_delegation IS 'gdpr:special-category (trade-union membership)';
 COMMENT ON TABLE disciplinary_record IS 'gdpr:judicial-data (art. 10) when criminal_proceeding';
