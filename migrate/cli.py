@@ -17,7 +17,7 @@ from rich.table import Table
 
 from migrate import commands, config
 from migrate.engine.events import Bus, json_lines
-from migrate.errors import ConfigError, MigrateError
+from migrate.errors import ConfigError, MigrateError, PreflightFailed
 
 EXIT_CODES = """Exit codes: 0 success; 1 the operation failed (a step, a check, a verification);
 2 bad usage or bad configuration; 3 the wave is locked by another run."""
@@ -55,6 +55,10 @@ def console_listener(kind: str, data: dict) -> None:
         out.print(f"  [yellow]↺ {data['step']}[/] was interrupted: undoing {data['undoing']} partial effect(s), then again")
     elif kind == "step_failed":
         out.print(f"  [red]✗ {data['step']}[/]")
+    elif kind == "check":
+        colour = {"pass": "green", "warn": "yellow", "fail": "red"}[data["status"]]
+        out.print(f"  [{colour}]{data['status']:4}[/] {data['check']} [bold]{data['subject']}[/]: {data['reason']}",
+                  markup=True)
     elif kind == "irreversible":
         out.print(f"  [red]! cannot undo[/] {data['summary']}: {data['reason']}")
 
@@ -103,13 +107,30 @@ def plan(o: Options, wave: str) -> None:
 
 @cli.command(epilog=EXIT_CODES)
 @click.argument("wave")
-@click.option("--dry-run", is_flag=True, help="Plan and check only; change nothing.")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @json_option
 @click.pass_obj
-def run(o: Options, wave: str, dry_run: bool, yes: bool) -> None:
-    """Run WAVE, or resume it after a failure or crash."""
-    outcome = commands.run(o.inventory(), wave, bus=o.bus(), confirm=confirm_with(yes), dry_run=dry_run)
+def preflight(o: Options, wave: str) -> None:
+    """Check everything WAVE needs (hosts, keys, disk, databases, bucket, window); change nothing."""
+    findings = commands.preflight(o.inventory(), wave, bus=Bus() if o.json else o.bus())
+    if o.json:
+        click.echo(json.dumps({"wave": wave, "findings": [f.to_json() for f in findings]}, indent=2))
+    bad = [f for f in findings if f.status == "fail"]
+    if bad:
+        raise PreflightFailed(f"preflight of {wave}: {len(bad)} check(s) failed, first {bad[0].check}"
+                              f" {bad[0].subject}: {bad[0].reason}")
+
+
+@cli.command(epilog=EXIT_CODES)
+@click.argument("wave")
+@click.option("--dry-run", is_flag=True, help="Plan and check only; change nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--accept-warnings", is_flag=True, help="Go on when preflight checks only warn.")
+@json_option
+@click.pass_obj
+def run(o: Options, wave: str, dry_run: bool, yes: bool, accept_warnings: bool) -> None:
+    """Run WAVE, or resume it after a failure or crash. Preflight checks run first."""
+    outcome = commands.run(o.inventory(), wave, bus=o.bus(), confirm=confirm_with(yes), dry_run=dry_run,
+                           accept_warnings=accept_warnings)
     _finish(o, outcome)
 
 
@@ -154,6 +175,40 @@ def status(o: Options, wave: str | None) -> None:
 def unlock(o: Options, wave: str, force: bool) -> None:
     """Clear WAVE's lock when its holder is gone."""
     out.print(commands.unlock(o.inventory(), wave, force=force))
+
+
+@cli.command(epilog=EXIT_CODES)
+@click.argument("wave")
+@click.option("--depth", type=click.Choice(["counts", "checksums", "full"]), default="full", show_default=True,
+              help="counts: row counts; checksums: segment checksums bisected to keys, evidence digests;"
+                   " full: also document bytes re-hashed.")
+@json_option
+@click.pass_obj
+def verify(o: Options, wave: str, depth: str) -> None:
+    """Compare WAVE's target with its source; exit 1 on any difference."""
+    from migrate.errors import VerificationFailed
+    from migrate.verify import report as reports
+    data = commands.verify(o.inventory(), wave, bus=o.bus(), depth=depth)
+    _print_report(o, data, reports)
+    if data["status"] != "passed":
+        raise VerificationFailed(f"{data['summary']['differences']} difference(s); `migrate report {wave}` shows them")
+
+
+@cli.command(epilog=EXIT_CODES)
+@click.argument("wave")
+@json_option
+@click.pass_obj
+def report(o: Options, wave: str) -> None:
+    """Print the last verification of WAVE."""
+    from migrate.verify import report as reports
+    _print_report(o, commands.report(o.inventory(), wave), reports)
+
+
+def _print_report(o: Options, data: dict, reports) -> None:
+    if o.json:
+        click.echo(json.dumps(data, default=str))
+    else:
+        click.echo(reports.text(data), nl=False)
 
 
 def _finish(o: Options, outcome: commands.Outcome) -> None:

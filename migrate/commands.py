@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable
 
-from migrate import config, facts, steps
+from migrate import config, preflight as checks, steps
 from migrate.engine import lock, state
 from migrate.engine.events import Bus
 from migrate.engine.executor import Executor, NullJournal
@@ -39,12 +40,49 @@ def _wave(inv: config.Inventory, wave: str) -> None:
         raise ConfigError(f"{inv.path / config.SPEC_FILE}: waves: no wave '{wave}' (known: {known})")
 
 
-def preflight(inv: config.Inventory, wave: str) -> list[facts.Check]:
-    checks = facts.connectivity(inv, wave)
-    failed = [c for c in checks if not c.ok]
+def preflight(inv: config.Inventory, wave: str, *, bus: Bus, run_id: str | None = None) -> list[checks.Finding]:
+    """Every check, journalled as evidence under the run it guards (or a run id of its own)."""
+    _wave(inv, wave)
+    j = journal(inv)
+    findings = checks.run_checks(inv, wave, throughput=_throughput(j, wave), total_bytes=_wave_bytes(inv, wave))
+    j.append(run_id or f"{wave}-preflight-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}", wave, "preflight",
+             {"findings": [f.to_json() for f in findings], "operator": operator()})
+    for f in findings:
+        bus.emit("check", **f.to_json())
+    return findings
+
+
+def _require(findings: list[checks.Finding], accept_warnings: bool) -> None:
+    failed = [f for f in findings if f.status == "fail"]
+    warned = [f for f in findings if f.status == "warn"]
     if failed:
-        raise PreflightFailed("; ".join(f"{c.name}: {c.detail}" for c in failed))
-    return checks
+        first = failed[0]
+        more = f" (and {len(failed) - 1} more failed check(s))" if len(failed) > 1 else ""
+        raise PreflightFailed(f"preflight: {first.check} {first.subject}: {first.reason}{more}")
+    if warned and not accept_warnings:
+        first = warned[0]
+        raise PreflightFailed(f"preflight: {len(warned)} warning(s), first {first.check} {first.subject}:"
+                              f" {first.reason}; rerun with --accept-warnings to go on")
+
+
+def _wave_bytes(inv: config.Inventory, wave: str) -> int:
+    from migrate.adapters import db
+    total = 0
+    for name in inv.spec.waves[wave].systems:
+        for d in inv.spec.systems[name].databases.values():
+            try:
+                total += db.database_size(inv, d.source.server, d.source.dbname)
+            except MigrateError:
+                pass  # unreachable: the postgres checks report it
+    return total
+
+
+def _throughput(j: Journal, wave: str) -> float | None:
+    """Bytes per second of the last completed run of any wave, as it recorded at its end."""
+    for r in reversed(j.records()):
+        if r.kind == "run_finished" and r.data.get("seconds") and r.data.get("bytes"):
+            return r.data["bytes"] / r.data["seconds"]
+    return None
 
 
 def make_plan(inv: config.Inventory, wave: str, run_id: str) -> WavePlan:
@@ -53,16 +91,18 @@ def make_plan(inv: config.Inventory, wave: str, run_id: str) -> WavePlan:
 
 
 def plan(inv: config.Inventory, wave: str, *, bus: Bus) -> Outcome:
-    """The dry run: facts read, every step planned, checkable actions run in check mode."""
+    """The dry run: checks, facts read, every step planned, checkable actions run in check mode.
+    A failed check does not stop a dry run (rehearse outside the window); it is reported."""
     _wave(inv, wave)
-    preflight(inv, wave)
+    preflight(inv, wave, bus=bus, run_id=f"{wave}-dry-run")
     wave_plan = make_plan(inv, wave, run_id=f"{wave}-dry-run")
     ctx = Context(inv=inv, run_id=wave_plan.run_id, wave=wave)
     Executor(NullJournal(), DryRunSink(ctx), bus).apply(wave_plan)
     return Outcome(wave, "planned", f"dry run of {wave}: nothing was changed", plan=wave_plan)
 
 
-def run(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm, dry_run: bool = False) -> Outcome:
+def run(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm, dry_run: bool = False,
+        accept_warnings: bool = False) -> Outcome:
     if dry_run:
         return plan(inv, wave, bus=bus)
     _wave(inv, wave)
@@ -74,13 +114,15 @@ def run(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm, dry_run
                            run_id=view.run_id)
         if view and view.status in ("rolling_back",):
             raise MigrateError(f"{wave}: run {view.run_id} is half rolled back; finish with `migrate rollback {wave}`")
-        preflight(inv, wave)
         resuming = view is not None and view.status in ("failed", "interrupted")
+        run_id = view.run_id if resuming else new_run_id(wave)
+        _require(preflight(inv, wave, bus=bus, run_id=run_id), accept_warnings)
+        started = time.monotonic()
         if resuming:
             wave_plan = view.plan
             j.append(view.run_id, wave, "run_resumed", {"operator": operator()})
         else:
-            wave_plan = make_plan(inv, wave, new_run_id(wave))
+            wave_plan = make_plan(inv, wave, run_id)
             if not confirm(_describe(wave_plan)):
                 return Outcome(wave, "cancelled", "cancelled; nothing was changed", plan=wave_plan)
             j.append(wave_plan.run_id, wave, "run_started", {"plan": wave_plan.to_json(), "operator": operator()})
@@ -88,7 +130,9 @@ def run(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm, dry_run
             j.append(wave_plan.run_id, wave, "takeover", {"previous": stale})
         ctx = Context(inv=inv, run_id=wave_plan.run_id, wave=wave)
         Executor(j, LiveSink(ctx), bus).apply(wave_plan, view if resuming else None)
-        j.append(wave_plan.run_id, wave, "run_finished", {"operator": operator()})
+        j.append(wave_plan.run_id, wave, "run_finished", {
+            "operator": operator(), "seconds": round(time.monotonic() - started, 3),
+            "bytes": sum(s.volume.get("database_bytes", 0) + s.volume.get("bytes", 0) for s in wave_plan.steps)})
     verb = "resumed and completed" if resuming else "completed"
     return Outcome(wave, "completed", f"{wave} {verb} (run {wave_plan.run_id})", plan=wave_plan,
                    run_id=wave_plan.run_id)
@@ -151,3 +195,24 @@ def _wave_status(view: state.RunView | None, holder: dict | None) -> dict:
 def unlock(inv: config.Inventory, wave: str, *, force: bool = False) -> str:
     _wave(inv, wave)
     return lock.unlock(inv.state_dir, wave, force=force)
+
+
+def verify(inv: config.Inventory, wave: str, *, bus: Bus, depth: str = "full") -> dict:
+    """Verify WAVE's target against its source; the report is written and journalled.
+    Differences are a result: the caller decides (the CLI exits 1 via VerificationFailed)."""
+    from migrate.verify import report, runner
+    _wave(inv, wave)
+    j = journal(inv)
+    view = state.latest(j.records(wave=wave))
+    run_id = view.run_id if view else None  # its manifest and pre-copy evidence digests
+    result = runner.verify(inv, wave, run_id=run_id, depth=depth, bus=bus, journal=j)
+    report.record(inv, j, result, run_id)
+    return result.to_json()
+
+
+def report(inv: config.Inventory, wave: str) -> dict:
+    """The last verification of WAVE, as journalled (its hash is checked)."""
+    from migrate.verify import report as reports
+    _wave(inv, wave)
+    _, data = reports.last(inv, journal(inv), wave)
+    return data
