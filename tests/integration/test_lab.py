@@ -29,17 +29,17 @@ import pytest
 
 from migrate.lab import services
 from migrate.lab.services import LabError, LabPorts
+from tests.integration import lab_support
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not Path("/usr/lib/postgresql/15/bin/initdb").exists()
     or not Path("/usr/sbin/sshd").exists(),
     reason="the lab needs root, PostgreSQL 15 and openssh-server")
 
-PORTS = LabPorts(pg_source=56432, pg_target=56433, ssh_src_app=53201, ssh_tgt_app=53202,
-                 s3=56900)
-# A second, independent set for the lab that must fail to start.
-OTHER_PORTS = LabPorts(pg_source=56442, pg_target=56443, ssh_src_app=53211,
-                       ssh_tgt_app=53212, s3=56910)
+# The session lab's ports + 100 (and + 110 for the lab that must fail to start), so test
+# sessions with distinct MIGRATE_TEST_PORT_OFFSET values never share a port.
+PORTS = LabPorts(**{k: v + 100 for k, v in lab_support.PORTS.items()})
+OTHER_PORTS = LabPorts(**{k: v + 110 for k, v in lab_support.PORTS.items()})
 
 
 # --- helpers -------------------------------------------------------------------------------
