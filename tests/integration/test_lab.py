@@ -217,11 +217,11 @@ def test_status_of_a_missing_lab_is_an_operator_error(tmp_path):
 def test_up_reports_every_service_up_with_passfile_dsns(lab, lab_dir):
     assert lab == services.status(lab_dir)
     assert lab["lab_dir"] == str(lab_dir)
-    assert lab["postgres"] == {"source": {"port": 56432, "up": True},
-                               "target": {"port": 56433, "up": True}}
-    assert lab["ssh"] == {"src-app": {"host": "127.0.0.1", "port": 53201, "up": True},
-                          "tgt-app": {"host": "127.0.0.1", "port": 53202, "up": True}}
-    assert lab["s3"] == {"endpoint_url": "http://127.0.0.1:56900",
+    assert lab["postgres"] == {"source": {"port": PORTS.pg_source, "up": True},
+                               "target": {"port": PORTS.pg_target, "up": True}}
+    assert lab["ssh"] == {"src-app": {"host": "127.0.0.1", "port": PORTS.ssh_src_app, "up": True},
+                          "tgt-app": {"host": "127.0.0.1", "port": PORTS.ssh_tgt_app, "up": True}}
+    assert lab["s3"] == {"endpoint_url": f"http://127.0.0.1:{PORTS.s3}",
                          "buckets": ["comune-migration-staging"], "up": True}
     assert set(lab["databases"]) == {"personale", "presenze"}
     passfile = lab_dir / "secrets/pgpass"
