@@ -95,5 +95,6 @@ def unlock(state_dir: Path, wave: str, *, force: bool = False) -> str:
     finally:
         os.close(fd)
     path.unlink(missing_ok=True)
-    who = describe(live or stale) if (live or stale) else "nobody"
-    return f"lock of wave {wave} removed (last held by {who})"
+    if not (live or stale):
+        return f"wave {wave} is not locked"
+    return f"lock of wave {wave} removed (last held by {describe(live or stale)})"
