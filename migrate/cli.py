@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 the operation failed (a step, a check, a verification);
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import traceback
@@ -125,12 +126,15 @@ def preflight(o: Options, wave: str) -> None:
 @click.option("--dry-run", is_flag=True, help="Plan and check only; change nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--accept-warnings", is_flag=True, help="Go on when preflight checks only warn.")
+@click.option("--rehearse", is_flag=True, help="Run the wave, then roll it back; record both timings.")
 @json_option
 @click.pass_obj
-def run(o: Options, wave: str, dry_run: bool, yes: bool, accept_warnings: bool) -> None:
+def run(o: Options, wave: str, dry_run: bool, yes: bool, accept_warnings: bool, rehearse: bool) -> None:
     """Run WAVE, or resume it after a failure or crash. Preflight checks run first."""
-    outcome = commands.run(o.inventory(), wave, bus=o.bus(), confirm=confirm_with(yes), dry_run=dry_run,
-                           accept_warnings=accept_warnings)
+    if rehearse and dry_run:
+        raise click.UsageError("--rehearse and --dry-run exclude each other")
+    verb = commands.rehearse if rehearse else functools.partial(commands.run, dry_run=dry_run)
+    outcome = verb(o.inventory(), wave, bus=o.bus(), confirm=confirm_with(yes), accept_warnings=accept_warnings)
     _finish(o, outcome)
 
 
@@ -158,6 +162,9 @@ def status(o: Options, wave: str | None) -> None:
     out.print(f"journal {result['journal']} (chain {result['chain']})")
     for name, w in result["waves"].items():
         out.print(f"[bold]{name}[/]: {w['status']}" + (f" (run {w['run_id']}, {w['operator']})" if "run_id" in w else ""))
+        if w.get("rehearsal"):
+            r = w["rehearsal"]
+            out.print(f"  rehearsal: ran in {r['run_seconds']:.1f}s, rolled back in {r['rollback_seconds']:.1f}s")
         if w.get("lock"):
             out.print(f"  locked by pid {w['lock'].get('pid')} on {w['lock'].get('host')} since {w['lock'].get('since')}")
         table = Table("step", "state", "seconds", "note", box=None, pad_edge=False)

@@ -110,7 +110,7 @@ def run(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm, dry_run
     with lock.wave_lock(inv.state_dir, wave, "run") as stale:
         view = state.latest(j.records(wave=wave))
         if view and view.status == "completed":
-            return Outcome(wave, "completed", f"{wave} already completed in run {view.run_id}; nothing to do",
+            return Outcome(wave, "unchanged", f"{wave} already completed in run {view.run_id}; nothing to do",
                            run_id=view.run_id)
         if view and view.status in ("rolling_back",):
             raise MigrateError(f"{wave}: run {view.run_id} is half rolled back; finish with `migrate rollback {wave}`")
@@ -136,6 +136,24 @@ def run(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm, dry_run
     verb = "resumed and completed" if resuming else "completed"
     return Outcome(wave, "completed", f"{wave} {verb} (run {wave_plan.run_id})", plan=wave_plan,
                    run_id=wave_plan.run_id)
+
+
+def rehearse(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm,
+             accept_warnings: bool = False) -> Outcome:
+    """Run the wave, then roll it back, and journal both timings as a rehearsal record
+    (GDPR art. 32 wants restores that were tested, not assumed)."""
+    started = time.monotonic()
+    done = run(inv, wave, bus=bus, confirm=confirm, accept_warnings=accept_warnings)
+    if done.status != "completed":
+        raise MigrateError(f"{wave}: rehearsal needs a fresh run, but {done.message}")
+    ran = time.monotonic() - started
+    back = rollback(inv, wave, bus=bus, confirm=lambda text: True)
+    undone = time.monotonic() - started - ran
+    record = {"operator": operator(), "run_seconds": round(ran, 3), "rollback_seconds": round(undone, 3),
+              "result": back.status}
+    journal(inv).append(done.run_id, wave, "rehearsal", record)
+    return Outcome(wave, "rehearsed", f"{wave} rehearsed (run {done.run_id}): ran in {ran:.1f}s,"
+                                      f" rolled back in {undone:.1f}s", run_id=done.run_id)
 
 
 def _describe(wave_plan: WavePlan) -> str:
@@ -186,7 +204,7 @@ def _wave_status(view: state.RunView | None, holder: dict | None) -> dict:
         return {"status": "not started", "lock": holder}
     status = "running" if holder and view.status in ("interrupted", "failed") else view.status
     return {"status": status, "run_id": view.run_id, "operator": view.operator, "started": view.started,
-            "ended": view.ended, "lock": holder,
+            "ended": view.ended, "lock": holder, "rehearsal": view.rehearsal,
             "steps": [{"id": s.id, "state": s.state, "started": s.started, "ended": s.ended,
                        "seconds": round(s.ended - s.started, 3) if s.started and s.ended else None,
                        "error": s.error, "noop": s.noop} for s in view.steps.values()]}

@@ -31,6 +31,7 @@ class RunView:
     ended: float | None = None
     status: str = "interrupted"
     took_over: list[dict] = field(default_factory=list)
+    rehearsal: dict | None = None
 
     def pending_undo(self) -> list[tuple[int, str, Action]]:
         """Effects not yet undone, newest first: the rollback list."""
@@ -64,6 +65,8 @@ def _apply(view: RunView, r: Record) -> None:
         view.undone.add(r.data["effect"])
         if step and step.state not in ("running",):
             step.state = "undone"
+    elif r.kind == "rehearsal":
+        view.rehearsal = r.data
     elif r.kind == "takeover":
         view.took_over.append(r.data)
     elif r.kind in ("run_resumed",):
