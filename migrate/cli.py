@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from migrate import commands, config
+from migrate.adapters import environ
 from migrate.engine.events import Bus, json_lines
 from migrate.errors import ConfigError, MigrateError, PreflightFailed
 
@@ -235,6 +236,7 @@ cli.add_command(lab)
 
 def main() -> None:
     debug = "--debug" in sys.argv[1:]
+    environ.hold_libpq_variables()
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Exit as exc:
