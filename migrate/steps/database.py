@@ -1,7 +1,17 @@
-"""Databases: dump the source into the bucket, restore the target from the bucket.
+"""Databases through the bucket: the staging area, the schema, the target, the data.
 
-The skeleton path (pg_dump custom format, streamed; pg_restore in one transaction). The staged
-object's SHA-256 is checked before a byte of it reaches the target.
+Four kinds of step, so that each undo is exactly right both for a rollback and for the
+executor's resume rule (an interrupted step is undone, then run again):
+
+- `staging:<bucket>` opens the run's prefix (a lifecycle rule expires it); its undo deletes
+  everything under the prefix and aborts incomplete multipart uploads. It completes at once,
+  so a resume never undoes it; a rollback does, last.
+- `<system>/stage-db:<name>` stages the object definitions (pg_dump --schema-only).
+- `<system>/create-db:<name>` creates the target database with the pre-data objects and the
+  load ledger; its undo drops the database.
+- `<system>/restore-db:<name>` streams the data through the bucket into the target (see
+  `migrate.transfer.dbcopy`), then post-data. Its undo only aborts incomplete uploads: after a
+  kill, the staged chunks and the committed loads stay, and the rerun does only what is missing.
 """
 
 from __future__ import annotations
@@ -9,35 +19,47 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from migrate.adapters import cloud, db
+from migrate.engine.journal import Journal
 from migrate.engine.ops import Context, op
 from migrate.errors import StepFailed
 from migrate.model.plan import Action, StepPlan
-
-
-def dump_key(ctx: Context, dbname: str) -> str:
-    return f"{run_prefix(ctx)}/db/{dbname}.dump"
+from migrate.transfer import chunks as chunking
+from migrate.transfer import dbcopy
+from migrate.transfer.chunks import Chunk
+from migrate.transfer.log import TransferLog
 
 
 def run_prefix(ctx: Context) -> str:
     return f"{ctx.inv.spec.storage.prefix}/{ctx.wave}/{ctx.run_id}"
 
 
-@op("db.dump_to_bucket")
-def dump_to_bucket(ctx: Context, *, server: str, dbname: str, key: str) -> dict:
-    proc = db.dump_process(ctx.inv, server, dbname)
-    try:
-        stored = cloud.put_stream(ctx.inv, ctx.s3, proc.stdout, key, metadata={"source-db": dbname})
-    finally:
-        proc.stdout.close()
-        err = proc.stderr.read().decode(errors="replace").strip()
-        proc.wait()
-    if proc.returncode != 0:
-        cloud.delete_prefix(ctx.s3, ctx.inv.spec.storage.bucket, key)
-        raise StepFailed(f"pg_dump of {dbname} failed: {err.splitlines()[-1] if err else proc.returncode}")
-    sha_key = key + ".sha256"
-    ctx.s3.put_object(Bucket=ctx.inv.spec.storage.bucket, Key=sha_key, Body=stored.sha256.encode(),
-                      **cloud.encryption_args(ctx.inv))
-    return {"key": key, "bytes": stored.size, "sha256": stored.sha256}
+def db_prefix(ctx: Context, name: str) -> str:
+    return f"{run_prefix(ctx)}/db/{name}"
+
+
+def expiry_rule_id(run_id: str) -> str:
+    return f"migrate-staging-{run_id}"[:255]
+
+
+def transfer_log(ctx: Context, step: str) -> TransferLog:
+    """The wave's journal, opened by the operation itself for chunk-level records."""
+    return TransferLog(Journal(ctx.inv.state_dir / "journal.sqlite"), ctx.run_id, ctx.wave, step)
+
+
+# --- operations -----------------------------------------------------------------------------
+
+@op("s3.open_staging")
+def open_staging(ctx: Context, *, prefix: str, days: int) -> dict:
+    state = cloud.set_expiry(ctx.s3, ctx.inv.spec.storage.bucket, prefix + "/", rule_id=expiry_rule_id(ctx.run_id),
+                             days=days)
+    return {"expiry_days": days, "lifecycle": state}
+
+
+@op("s3.close_staging")
+def close_staging(ctx: Context, *, prefix: str, rule_id: str) -> dict:
+    bucket = ctx.inv.spec.storage.bucket
+    deleted = cloud.delete_prefix(ctx.s3, bucket, prefix + "/")
+    return {"deleted": deleted, "lifecycle": cloud.remove_expiry(ctx.s3, bucket, rule_id=rule_id)}
 
 
 @op("s3.delete_prefix")
@@ -45,31 +67,62 @@ def delete_prefix(ctx: Context, *, prefix: str) -> dict:
     return {"deleted": cloud.delete_prefix(ctx.s3, ctx.inv.spec.storage.bucket, prefix)}
 
 
-@op("db.restore_from_bucket")
-def restore_from_bucket(ctx: Context, *, server: str, dbname: str, key: str) -> dict:
-    bucket = ctx.inv.spec.storage.bucket
-    expected = b"".join(cloud.iter_object(ctx.s3, bucket, key + ".sha256")).decode().strip()
-    actual = cloud.object_sha256(ctx.s3, bucket, key)
-    if actual != expected:
-        raise StepFailed(f"staged object {key}: SHA-256 {actual[:12]}... differs from the recorded"
-                         f" {expected[:12]}...; refusing to load it")
-    db.create_database(ctx.inv, server, dbname)
-    proc = db.restore_process(ctx.inv, server, dbname)
-    try:
-        for chunk in cloud.iter_object(ctx.s3, bucket, key):
-            proc.stdin.write(chunk)
-        proc.stdin.close()
-    except BrokenPipeError:
-        pass
-    err = proc.stderr.read().decode(errors="replace").strip()
-    if proc.wait() != 0:
-        raise StepFailed(f"pg_restore into {server}/{dbname} failed: {err.splitlines()[-1] if err else '?'}")
-    return {"sha256": actual}
+@op("s3.abort_uploads")
+def abort_uploads(ctx: Context, *, prefix: str) -> dict:
+    return {"aborted": cloud.abort_uploads(ctx.s3, ctx.inv.spec.storage.bucket, prefix)}
+
+
+@op("db.stage_schema")
+def stage_schema(ctx: Context, *, server: str, dbname: str, prefix: str) -> dict:
+    stored = dbcopy.stage_schema(ctx.inv, ctx.s3, dbcopy.Side(server, dbname), prefix)
+    return {"key": stored.key, "bytes": stored.size, "sha256": stored.sha256}
+
+
+@op("db.create_target")
+def create_target(ctx: Context, *, server: str, dbname: str, prefix: str) -> dict:
+    return dbcopy.create_target(ctx.inv, ctx.s3, dbcopy.Side(server, dbname), prefix)
 
 
 @op("db.drop_database")
 def drop_database(ctx: Context, *, server: str, dbname: str) -> dict:
     return {"dropped": db.drop_database(ctx.inv, server, dbname)}
+
+
+@op("db.copy_through_bucket")
+def copy_through_bucket(ctx: Context, *, name: str, step: str, source: dict, target: dict, prefix: str,
+                        chunks: list[dict]) -> dict:
+    settings = dbcopy.Settings.from_spec(ctx.inv.spec.transfer)
+    log = transfer_log(ctx, step)
+    try:
+        job = dbcopy.Job(inv=ctx.inv, s3=cloud.client(ctx.inv, pool=4 * settings.workers + 4), log=log, scope=name,
+                         source=dbcopy.Side(**source), target=dbcopy.Side(**target), prefix=prefix,
+                         chunks=[Chunk.from_json(c) for c in chunks], settings=settings)
+        return dbcopy.copy_data(job)
+    finally:
+        log.journal.close()
+
+
+# --- steps ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OpenStaging:
+    """The run's prefix in the bucket, with its expiry; its undo removes the staged copies."""
+
+    bucket: str
+
+    @property
+    def id(self) -> str:
+        return f"staging:{self.bucket}"
+
+    def plan(self, ctx: Context) -> StepPlan:
+        prefix, days = run_prefix(ctx), ctx.inv.spec.transfer.staging_expiry_days
+        rule = expiry_rule_id(ctx.run_id)
+        undo = Action("s3.close_staging", {"prefix": prefix, "rule_id": rule},
+                      f"delete s3://{self.bucket}/{prefix}/ (every version, incomplete uploads aborted)"
+                      " and its expiry rule")
+        action = Action("s3.open_staging", {"prefix": prefix, "days": days},
+                        f"open s3://{self.bucket}/{prefix}/ for staging, expiring after {days} days", undo=undo)
+        return StepPlan(self.id, "staging", "open the run's staging prefix", (action,))
 
 
 @dataclass(frozen=True)
@@ -84,20 +137,46 @@ class StageDatabase:
         return f"{self.system}/stage-db:{self.name}"
 
     def plan(self, ctx: Context) -> StepPlan:
-        key = dump_key(ctx, self.name)
+        prefix = db_prefix(ctx, self.name)
         size = db.database_size(ctx.inv, self.server, self.dbname)
-        undo = Action("s3.delete_prefix", {"prefix": key}, f"delete s3://{ctx.inv.spec.storage.bucket}/{key}*")
-        action = Action("db.dump_to_bucket", {"server": self.server, "dbname": self.dbname, "key": key},
-                        f"pg_dump {self.server}/{self.dbname} -> s3://{ctx.inv.spec.storage.bucket}/{key}",
-                        undo=undo)
-        return StepPlan(self.id, self.system, f"stage database {self.name} in the bucket", (action,),
+        key = dbcopy.schema_key(prefix)
+        bucket = ctx.inv.spec.storage.bucket
+        undo = Action("s3.delete_prefix", {"prefix": key}, f"delete s3://{bucket}/{key}*")
+        action = Action("db.stage_schema", {"server": self.server, "dbname": self.dbname, "prefix": prefix},
+                        f"pg_dump --schema-only {self.server}/{self.dbname} -> s3://{bucket}/{key}", undo=undo)
+        return StepPlan(self.id, self.system, f"stage the schema of database {self.name} in the bucket", (action,),
                         volume={"database_bytes": size})
+
+
+@dataclass(frozen=True)
+class CreateDatabase:
+    system: str
+    name: str
+    server: str
+    dbname: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.system}/create-db:{self.name}"
+
+    def plan(self, ctx: Context) -> StepPlan:
+        if db.database_exists(ctx.inv, self.server, self.dbname):
+            raise StepFailed(f"target database {self.server}/{self.dbname} already exists; this wave"
+                             " will not overwrite a database it did not create")
+        prefix = db_prefix(ctx, self.name)
+        undo = Action("db.drop_database", {"server": self.server, "dbname": self.dbname},
+                      f"drop database {self.server}/{self.dbname}")
+        action = Action("db.create_target", {"server": self.server, "dbname": self.dbname, "prefix": prefix},
+                        f"create {self.server}/{self.dbname} with the staged pre-data schema", undo=undo)
+        return StepPlan(self.id, self.system, f"create database {self.name} on the target", (action,))
 
 
 @dataclass(frozen=True)
 class RestoreDatabase:
     system: str
     name: str
+    source_server: str
+    source_dbname: str
     server: str
     dbname: str
 
@@ -106,12 +185,23 @@ class RestoreDatabase:
         return f"{self.system}/restore-db:{self.name}"
 
     def plan(self, ctx: Context) -> StepPlan:
-        if db.database_exists(ctx.inv, self.server, self.dbname):
-            raise StepFailed(f"target database {self.server}/{self.dbname} already exists; this wave"
-                             " will not overwrite a database it did not create")
-        key = dump_key(ctx, self.name)
-        undo = Action("db.drop_database", {"server": self.server, "dbname": self.dbname},
-                      f"drop database {self.server}/{self.dbname}")
-        action = Action("db.restore_from_bucket", {"server": self.server, "dbname": self.dbname, "key": key},
-                        f"create {self.server}/{self.dbname} and restore it from s3://.../{key}", undo=undo)
-        return StepPlan(self.id, self.system, f"restore database {self.name} on the target", (action,))
+        transfer = ctx.inv.spec.transfer
+        with db.connect(ctx.inv, self.source_server, self.source_dbname) as conn:
+            tables = chunking.read_tables(conn, transfer.chunk_mb * dbcopy.MIB)
+        chunks = chunking.plan_chunks(tables, transfer.chunk_mb * dbcopy.MIB)
+        prefix = db_prefix(ctx, self.name)
+        bucket = ctx.inv.spec.storage.bucket
+        undo = Action("s3.abort_uploads", {"prefix": f"{prefix}/data/"},
+                      f"abort incomplete uploads under s3://{bucket}/{prefix}/data/ (staged chunks are deleted"
+                      " with the staging prefix; the rows with the database)")
+        args = {"name": self.name, "step": self.id, "prefix": prefix,
+                "source": {"server": self.source_server, "dbname": self.source_dbname},
+                "target": {"server": self.server, "dbname": self.dbname},
+                "chunks": [c.to_json() for c in chunks]}
+        action = Action("db.copy_through_bucket", args,
+                        f"copy {len(tables)} tables in {len(chunks)} chunks {self.source_server}/{self.source_dbname}"
+                        f" -> s3://{bucket}/{prefix}/data/ -> {self.server}/{self.dbname}, then indexes,"
+                        " constraints, triggers and sequences", undo=undo)
+        return StepPlan(self.id, self.system, f"restore database {self.name} on the target", (action,),
+                        volume={"tables": len(tables), "chunks": len(chunks),
+                                "table_bytes": sum(t.bytes for t in tables)})

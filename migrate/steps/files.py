@@ -1,41 +1,44 @@
-"""The document archive: from the source host over SFTP into the bucket, with a manifest."""
+"""The document archive: from the source host over SFTP into the bucket, with a manifest.
+
+The copy itself is `migrate.transfer.archive` (parallel, streamed, resumable). The step's undo
+only aborts incomplete uploads: after a kill, staged documents stay and the rerun skips them;
+a rollback deletes them with the run's staging prefix (see `steps.database.OpenStaging`).
+"""
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import posixpath
+import os
 from dataclasses import dataclass
-from urllib.parse import quote
 
-from migrate.adapters import cloud, ssh
+from migrate.adapters import cloud
 from migrate.engine.ops import Context, op
 from migrate.model.plan import Action, StepPlan
-from migrate.steps.database import run_prefix
+from migrate.steps.database import run_prefix, transfer_log
+from migrate.transfer import archive
 
 
 def archive_prefix(ctx: Context, system: str) -> str:
     return f"{run_prefix(ctx)}/docs/{system}"
 
 
+def progress_prefix(ctx: Context, system: str) -> str:
+    return f"{run_prefix(ctx)}/progress/docs/{system}"
+
+
 @op("files.archive_to_bucket")
-def archive_to_bucket(ctx: Context, *, host: str, path: str, prefix: str) -> dict:
-    h = ssh.host(ctx.inv, host)
-    top = ssh.host_path(h, path)
-    manifest = []
-    with ssh.connect(ctx.inv, host) as client, client.open_sftp() as sftp:
-        for rel, attrs in ssh.walk(sftp, top):
-            with sftp.open(posixpath.join(top, rel), "rb") as remote:
-                remote.prefetch(attrs.st_size)
-                stored = cloud.put_stream(ctx.inv, ctx.s3, remote, f"{prefix}/files/{rel}", metadata={
-                    "original-path": quote(posixpath.join(path, rel)), "mtime": str(int(attrs.st_mtime)),
-                    "mode": oct(attrs.st_mode & 0o7777), "size": str(attrs.st_size)})
-            manifest.append({"path": rel, "size": stored.size, "sha256": stored.sha256, "key": stored.key})
-    body = json.dumps({"host": host, "path": path, "files": manifest}, indent=1, sort_keys=True).encode()
-    cloud.put_stream(ctx.inv, ctx.s3, io.BytesIO(body), f"{prefix}/manifest.json")
-    return {"files": len(manifest), "bytes": sum(f["size"] for f in manifest),
-            "manifest_sha256": hashlib.sha256(body).hexdigest()}
+def archive_to_bucket(ctx: Context, *, host: str, path: str, prefix: str, step: str | None = None,
+                      progress_prefix: str | None = None, system: str | None = None) -> dict:
+    transfer = ctx.inv.spec.transfer
+    workers = transfer.workers or os.cpu_count() or 2
+    log = transfer_log(ctx, step)
+    try:
+        job = archive.ArchiveJob(inv=ctx.inv, s3=cloud.client(ctx.inv, pool=2 * workers + 4), log=log,
+                                 scope=system or prefix, host=host, path=path, prefix=prefix,
+                                 progress_prefix=progress_prefix or f"{prefix}.progress", workers=workers,
+                                 part_bytes=max(cloud.MIN_PART, min(transfer.chunk_mb, 64) * 1024 * 1024))
+        return archive.stage_archive(job)
+    finally:
+        log.journal.close()
 
 
 @dataclass(frozen=True)
@@ -49,13 +52,18 @@ class StageArchive:
         return f"{self.system}/stage-archive"
 
     def plan(self, ctx: Context) -> StepPlan:
-        h = ssh.host(ctx.inv, self.host)
-        with ssh.connect(ctx.inv, self.host) as client, client.open_sftp() as sftp:
-            files = list(ssh.walk(sftp, ssh.host_path(h, self.path)))
+        job = archive.ArchiveJob(inv=ctx.inv, s3=None, log=None, scope=self.system, host=self.host, path=self.path,
+                                 prefix="", progress_prefix="", workers=1, part_bytes=0)
+        _, files = archive.listing(job)
         prefix = archive_prefix(ctx, self.system)
         bucket = ctx.inv.spec.storage.bucket
-        undo = Action("s3.delete_prefix", {"prefix": prefix + "/"}, f"delete s3://{bucket}/{prefix}/")
-        action = Action("files.archive_to_bucket", {"host": self.host, "path": self.path, "prefix": prefix},
-                        f"copy {self.host}:{self.path} -> s3://{bucket}/{prefix}/", undo=undo)
+        undo = Action("s3.abort_uploads", {"prefix": prefix + "/"},
+                      f"abort incomplete uploads under s3://{bucket}/{prefix}/ (staged documents are deleted with"
+                      " the staging prefix)")
+        action = Action("files.archive_to_bucket",
+                        {"host": self.host, "path": self.path, "prefix": prefix, "step": self.id,
+                         "system": self.system, "progress_prefix": progress_prefix(ctx, self.system)},
+                        f"copy {self.host}:{self.path} -> s3://{bucket}/{prefix}/ (parallel, SHA-256 per file)",
+                        undo=undo)
         return StepPlan(self.id, self.system, f"stage document archive of {self.system}", (action,),
-                        volume={"files": len(files), "bytes": sum(a.st_size for _, a in files)})
+                        volume={"files": len(files), "bytes": sum(f.size for f in files)})

@@ -1,0 +1,42 @@
+"""The transfer log: chunk-level records in the wave's journal, and reading them back.
+
+The executor journals the action `restore database X`; inside it, each chunk that reaches the
+bucket is recorded (`chunk_staged`: object, table, range, rows, bytes, SHA-256, version) right
+after its upload completes, and each chunk that reaches the target (`chunk_loaded`) right after
+its transaction commits. Records hold names, counts and hashes, never row values. A rerun of
+the same run reads them: a staged chunk is not uploaded again; any other object at a chunk's
+key is the leftover of a killed attempt and is deleted first (one version per staged object).
+Loads are decided by the target's ledger (see `ledger`), which the journal mirrors.
+
+Only the coordinating thread writes here: SQLite connections do not cross threads.
+"""
+
+from __future__ import annotations
+
+from migrate.engine.journal import Journal
+
+STAGED = "chunk_staged"
+LOADED = "chunk_loaded"
+COMPLETE = "load_complete"
+ARCHIVE_BATCH = "archive_batch"
+
+
+class TransferLog:
+    def __init__(self, journal: Journal, run_id: str, wave: str, step: str | None = None):
+        self.journal, self.run_id, self.wave, self.step = journal, run_id, wave, step
+
+    def _records(self, kind: str, scope: str) -> list[dict]:
+        return [r.data for r in self.journal.records(run_id=self.run_id)
+                if r.kind == kind and r.data.get("scope") == scope]
+
+    def append(self, kind: str, scope: str, data: dict) -> None:
+        self.journal.append(self.run_id, self.wave, kind, {"scope": scope, **data}, step=self.step)
+
+    def staged(self, scope: str) -> dict[str, dict]:
+        return {d["chunk"]: d for d in self._records(STAGED, scope)}
+
+    def complete(self, scope: str) -> bool:
+        return bool(self._records(COMPLETE, scope))
+
+    def batches(self, scope: str) -> list[dict]:
+        return self._records(ARCHIVE_BATCH, scope)
