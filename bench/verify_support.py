@@ -1,0 +1,60 @@
+"""Helpers of bench/verify.py: the bench lab's inventory and its copy (pg_dump | pg_restore)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+LAB_DIR = ROOT / ".lab-bench-verify"
+PORTS = {"pg_source": 20432, "pg_target": 20433, "ssh_src_app": 20201, "ssh_tgt_app": 20202, "s3": 20900}
+DEFAULT_PORTS = {"pg_source": 15432, "pg_target": 15433, "ssh_src_app": 12201, "ssh_tgt_app": 12202, "s3": 15900}
+DATABASES = ("personale", "presenze")
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def lab_ports():
+    from migrate.lab.services import LabPorts
+    return LabPorts(**PORTS)
+
+
+def write_inventory() -> Path:
+    """inventories/lab pointed at the bench lab (same replacement as the integration tests)."""
+    inventory = LAB_DIR / "inventory"
+    inventory.mkdir(parents=True, exist_ok=True)
+    for name in ("hosts.yml", "migrate.yml"):
+        text = (ROOT / "inventories" / "lab" / name).read_text()
+        text = text.replace("{{ inventory_dir }}/../../.lab/", f"{LAB_DIR}/").replace("../../.lab/", f"{LAB_DIR}/")
+        for key, port in DEFAULT_PORTS.items():
+            text = text.replace(str(port), str(PORTS[key]))
+        (inventory / name).write_text(text)
+    return inventory
+
+
+def dsn(side: str, dbname: str) -> str:
+    port = PORTS["pg_source" if side == "source" else "pg_target"]
+    return f"host=127.0.0.1 port={port} dbname={dbname} user=migrate passfile={LAB_DIR}/secrets/pgpass"
+
+
+def env() -> dict:
+    return {"PATH": "/usr/bin:/bin", "PGPASSFILE": str(LAB_DIR / "secrets" / "pgpass")}
+
+
+def copy_databases() -> float:
+    """Drop the target databases and copy both with pg_dump | pg_restore, in parallel; seconds."""
+    with psycopg.connect(dsn("target", "postgres"), autocommit=True) as conn:
+        for db in DATABASES:
+            conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {db} TEMPLATE template0 ENCODING 'UTF8'")
+    started = time.monotonic()
+    procs = [subprocess.Popen(
+        f"{PG_BIN}/pg_dump -h 127.0.0.1 -p {PORTS['pg_source']} -U migrate --format=custom --compress=0"
+        f" --no-owner --no-acl {db} | {PG_BIN}/pg_restore -h 127.0.0.1 -p {PORTS['pg_target']} -U migrate"
+        f" --no-owner --no-acl --single-transaction --exit-on-error -d {db}", shell=True, env=env())
+        for db in DATABASES]
+    if any(p.wait() != 0 for p in procs):
+        raise SystemExit("copy failed")
+    return time.monotonic() - started

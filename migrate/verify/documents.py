@@ -1,0 +1,60 @@
+"""Documents: the manifest written while staging, against the bucket (presence, size and our
+own SHA-256 of the bytes: the object store's checksums are not trusted) and against the source
+archive (every file there must be in the manifest)."""
+
+from __future__ import annotations
+
+import json
+
+from migrate.verify.model import Difference, Section
+
+RESTAGE = "stage the document again from the source archive (run the archive step again)"
+
+
+def compare(system: str, manifest: dict, objects: dict[str, int], hashes: dict[str, str] | None,
+            on_source: dict[str, int] | None) -> tuple[Section, list[Difference]]:
+    """manifest: {"files": [{path, size, sha256, key}]}; objects: bucket key -> size under the
+    archive prefix; hashes: key -> SHA-256 (None at counts depth); on_source: path -> size."""
+    files = manifest.get("files", [])
+    diffs = []
+    for f in files:
+        diffs += _check_file(system, f, objects, hashes)
+    listed = {f["key"] for f in files}
+    for key in sorted(set(objects) - listed):
+        if not key.endswith("/manifest.json"):
+            diffs.append(Difference("documents", system, key, "extra_in_bucket",
+                                    "delete it from the staging prefix: it is not in the manifest"))
+    if on_source is not None:
+        in_manifest = {f["path"]: f["size"] for f in files}
+        for path in sorted(on_source):
+            if path not in in_manifest:
+                diffs.append(Difference("documents", system, path, "not_staged", RESTAGE))
+            elif on_source[path] != in_manifest[path]:
+                diffs.append(Difference("documents", system, path, "changed_on_source_since_staging",
+                                        "the source was not frozen: stage the archive again"))
+    section = Section("documents", system, "archive", "differs" if diffs else "ok",
+                      {"files": len(files), "bytes": sum(f["size"] for f in files),
+                       "hashed": hashes is not None, "source_files": len(on_source or {})})
+    return section, diffs
+
+
+def _check_file(system: str, f: dict, objects: dict[str, int], hashes: dict[str, str] | None) -> list[Difference]:
+    if f["key"] not in objects:
+        return [Difference("documents", system, f["path"], "missing_in_bucket", RESTAGE)]
+    if objects[f["key"]] != f["size"]:
+        return [Difference("documents", system, f["path"], "size_differs", RESTAGE,
+                           detail=f"manifest {f['size']} bytes, bucket {objects[f['key']]} bytes")]
+    if hashes is not None and hashes.get(f["key"]) != f["sha256"]:
+        return [Difference("documents", system, f["path"], "altered_in_bucket", RESTAGE,
+                           detail="SHA-256 of the object differs from the manifest")]
+    return []
+
+
+def missing_manifest(system: str, key: str) -> tuple[Section, list[Difference]]:
+    return (Section("documents", system, "archive", "differs", {"manifest": key}),
+            [Difference("documents", system, key, "manifest_missing",
+                        "the archive was not staged in this run: run the wave (or its archive step) again")])
+
+
+def parse_manifest(body: bytes) -> dict:
+    return json.loads(body)

@@ -1,0 +1,225 @@
+"""One verification of a wave: every database of its systems (schema, sequences, rows,
+business totals, legal evidence), then every document archive, into one Report."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from migrate.config import Database, Inventory, order_systems
+from migrate.engine.events import Bus
+from migrate.engine.journal import Journal
+from migrate.engine.ops import Context
+from migrate.errors import MigrateError
+from migrate.verify import business, documents, evidence, probes, rows, schema
+from migrate.verify.model import Difference, Report, Section
+
+
+def evidence_step_id(system: str, database: str) -> str:
+    return f"{system}/evidence:{database}"
+
+
+def source_digests(journal: Journal | None, run_id: str | None) -> dict[str, dict]:
+    """Digests the wave's evidence steps journalled before the copy: {"system/db table": digest}."""
+    if journal is None or run_id is None:
+        return {}
+    found = {}
+    for r in journal.records(run_id=run_id):
+        if r.kind == "effect_done" and r.step and "/evidence:" in r.step:
+            system, database = r.step.split("/evidence:")
+            for table, digest in (r.data.get("result") or {}).get("digests", {}).items():
+                found[f"{system}/{database} {table}"] = digest
+    return found
+
+
+def verify(inv: Inventory, wave: str, *, run_id: str | None, depth: str, bus: Bus,
+           journal: Journal | None = None) -> Report:
+    started = time.monotonic()
+    report = Report(wave, run_id, depth, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    before = source_digests(journal, run_id)
+    for name in order_systems(inv.spec, inv.spec.waves[wave].systems):
+        system = inv.spec.systems[name]
+        for dbname, d in system.databases.items():
+            verify_database(inv, f"{name}/{dbname}", d, depth, bus, report, before)
+        if system.archive:
+            verify_archive(inv, wave, run_id, name, depth, report)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+# --- databases -------------------------------------------------------------------------------
+
+def open_pair(inv: Inventory, d: Database) -> probes.Pair:
+    source = probes.Session(inv, d.source.server, d.source.dbname)
+    try:
+        return probes.Pair(source, probes.Session(inv, d.target.server, d.target.dbname))
+    except BaseException:
+        source.close()
+        raise
+
+
+def verify_database(inv: Inventory, label: str, d: Database, depth: str, bus: Bus, report: Report,
+                    before: dict) -> None:
+    try:
+        pair = open_pair(inv, d)
+    except MigrateError as exc:
+        report.add([Difference("database", label, d.target.dbname, "unreachable",
+                               "check that the wave restored this database and that the server is up",
+                               detail=str(exc).split(":")[0])])
+        return
+    try:
+        src_tables, tgt_tables = (dict_of(rows_) for rows_ in pair.both(probes.TABLES))
+        report.add(compare_schema(pair, label))
+        evidence_tables = [] if depth == "counts" else [evidence.qualified(t) for t in d.evidence_tables]
+        report.add(missing_evidence_tables(label, evidence_tables, src_tables, tgt_tables))
+        common = [(src_tables[t], tgt_tables[t], t in evidence_tables) for t in src_tables if t in tgt_tables]
+        results = compare_tables(inv, d, label, common, depth, bus)
+        for result, digests in results:
+            report.tables.append(result)
+            report.add(result.differences)
+            if digests:
+                add_evidence(report, label, result.table, digests, before.get(f"{label} {result.table}"))
+        for name, query in d.business_checks.items():
+            section, diffs = business.run_check(pair, label, name, query)
+            report.sections.append(section)
+            report.add(diffs)
+    finally:
+        pair.close()
+
+
+def missing_evidence_tables(label: str, names: list[str], src_tables: dict, tgt_tables: dict) -> list[Difference]:
+    return [Difference("evidence", label, t, "table_missing",
+                       "fix evidence_tables in the spec, or restore the table on the target")
+            for t in names if t not in src_tables or t not in tgt_tables]
+
+
+def add_evidence(report: Report, label: str, table: str, digests: tuple[dict, dict], recorded: dict | None) -> None:
+    """Target now against the source before the copy; the source now against it too (a source
+    that changed since means the freeze did not hold)."""
+    source_now, target_now = digests
+    if recorded is None:
+        recorded, taken = source_now, "during this verification (no pre-copy digest in the journal)"
+    else:
+        taken = "before the copy"
+    diffs = evidence.compare(label, table, recorded, target_now, taken)
+    if source_now["sha256"] != recorded["sha256"]:
+        diffs.append(Difference("evidence", label, table, "source_changed_since_digest",
+                                "the source changed during the freeze: find the writer, then run the wave again"))
+    report.sections.append(Section("evidence", label, table, "differs" if diffs else "ok", {
+        "source_rows": recorded["rows"], "source_sha256": recorded["sha256"], "source_taken": taken,
+        "target_rows": target_now["rows"], "target_sha256": target_now["sha256"]}))
+    report.add(diffs)
+
+
+def dict_of(table_rows: list[tuple]) -> dict[str, probes.TableFacts]:
+    facts = (probes.TableFacts(s, n, r, tuple(c), tuple(t), tuple(k)) for s, n, r, c, t, k in table_rows)
+    return {f.qualified: f for f in facts}
+
+
+def compare_schema(pair: probes.Pair, label: str) -> list[Difference]:
+    source, target = {}, {}
+    for kind, query in schema.SNAPSHOT.items():
+        src, tgt = pair.both(query)
+        source.update({f"{kind} {n}": v or "" for n, v in src})
+        target.update({f"{kind} {n}": v or "" for n, v in tgt})
+    diffs = schema.compare(label, source, target)
+    src_list, tgt_list = pair.both(schema.SEQUENCES)
+    src_query, tgt_query = schema.next_values_query(src_list), schema.next_values_query(tgt_list)
+    if src_query is None or tgt_query is None:
+        return diffs
+    src_next, tgt_next = pair.both(src_query, tgt_query)
+    return diffs + schema.compare_sequences(label, dict(src_next), dict(tgt_next))
+
+
+class PairPool:
+    """One source+target session pair per worker thread, opened on first use."""
+
+    def __init__(self, inv: Inventory, d: Database):
+        self.inv, self.d = inv, d
+        self.local, self.lock, self.opened = threading.local(), threading.Lock(), []
+
+    def get(self) -> probes.Pair:
+        if not hasattr(self.local, "pair"):
+            self.local.pair = open_pair(self.inv, self.d)
+            with self.lock:
+                self.opened.append(self.local.pair)
+        return self.local.pair
+
+    def close(self) -> None:
+        for pair in self.opened:
+            pair.close()
+
+
+def workers(inv: Inventory) -> int:
+    return inv.spec.transfer.workers or os.cpu_count() or 2
+
+
+def compare_tables(inv: Inventory, d: Database, label: str, tables: list, depth: str, bus: Bus) -> list:
+    """(TableResult, evidence digests or None) per table, tables compared in parallel."""
+    # Largest first, so the long tables start at once and the small ones fill the gaps.
+    tables = sorted(tables, key=lambda t: -t[0].estimated_rows)
+    pool = PairPool(inv, d)
+
+    def one(item):
+        src, tgt, is_evidence = item
+        s = rows.shape(src, tgt)
+        digests = None
+        if depth == "counts":
+            result = rows.compare_counts(pool.get(), s, label)
+        elif is_evidence:
+            result, *digests = evidence.compare_table(pool.get(), s, label)
+        else:
+            result = rows.compare_checksums(pool.get(), s, label)
+        bus.emit("verify_table", database=label, table=result.table, status=result.status,
+                 source_rows=result.source_rows, target_rows=result.target_rows, seconds=round(result.seconds, 3))
+        return result, digests
+
+    try:
+        with ThreadPoolExecutor(max_workers=workers(inv)) as threads:
+            results = list(threads.map(one, tables))
+    finally:
+        pool.close()
+    return sorted(results, key=lambda r: r[0].table)
+
+
+def source_evidence(inv: Inventory, d: Database) -> dict[str, dict]:
+    """The digests of the evidence tables on the source: what the wave journals before copying."""
+    session = probes.Session(inv, d.source.server, d.source.dbname)
+    try:
+        tables = probes.tables(session)
+        found = {}
+        for table in map(evidence.qualified, d.evidence_tables):
+            if table not in tables:
+                raise MigrateError(f"evidence table {table} is not in {d.source.server}/{d.source.dbname}")
+            found[table] = evidence.digest(session, tables[table], tables[table].columns)
+        return found
+    finally:
+        session.close()
+
+
+# --- documents -------------------------------------------------------------------------------
+
+def verify_archive(inv: Inventory, wave: str, run_id: str | None, system: str, depth: str,
+                   report: Report) -> None:
+    if run_id is None:
+        report.sections.append(Section("documents", system, "archive", "skipped",
+                                       {"reason": "no run of this wave in the journal: nothing was staged"}))
+        return
+    from migrate.steps.files import archive_prefix  # the staging layout belongs to the copy step
+    ctx = Context(inv=inv, run_id=run_id, wave=wave)
+    prefix, bucket = archive_prefix(ctx, system), inv.spec.storage.bucket
+    body = probes.read_object(ctx.s3, bucket, f"{prefix}/manifest.json")
+    if body is None:
+        section, diffs = documents.missing_manifest(system, f"{prefix}/manifest.json")
+    else:
+        manifest = documents.parse_manifest(body)
+        objects = probes.list_objects(ctx.s3, bucket, prefix + "/")
+        present = [f["key"] for f in manifest.get("files", []) if f["key"] in objects]
+        hashes = None if depth != "full" else probes.objects_sha256(ctx.s3, bucket, present)
+        archive = inv.spec.systems[system].archive
+        on_source = probes.archive_listing(inv, archive.host, archive.path)
+        section, diffs = documents.compare(system, manifest, objects, hashes, on_source)
+    report.sections.append(section)
+    report.add(diffs)
