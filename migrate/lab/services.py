@@ -82,11 +82,13 @@ class LabError(Exception):
 
 @dataclass(frozen=True)
 class LabPorts:
-    pg_source: int = 55432
-    pg_target: int = 55433
-    ssh_src_app: int = 52201
-    ssh_tgt_app: int = 52202
-    s3: int = 55900
+    # Below Linux's ephemeral range (32768-60999): a port in it can be taken at any moment by
+    # the local end of some outgoing connection, and `up` would then find it "held".
+    pg_source: int = 15432
+    pg_target: int = 15433
+    ssh_src_app: int = 12201
+    ssh_tgt_app: int = 12202
+    s3: int = 15900
 
 
 @dataclass(frozen=True)

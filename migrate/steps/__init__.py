@@ -1,16 +1,17 @@
 """The wave graph: which steps a wave has, in which order.
 
-Phases run one after another (freeze, stage, restore, configure); inside a phase, systems come
-in dependency order; steps on one application host are batched into one playbook run
-(each costs seconds). Adding a kind of step means adding it to PHASES, not an `if` elsewhere.
+Phases run one after another (freeze, evidence, stage, restore, configure, verify); inside a
+phase, systems come in dependency order; steps on one application host are batched into one
+playbook run (each costs seconds). Adding a kind of step means adding it to PHASES, not an `if` elsewhere.
 """
 
 from __future__ import annotations
 
 from migrate.config import Inventory, order_systems
 from migrate.steps.app import Configure, Freeze, TargetConfig
-from migrate.steps.database import RestoreDatabase, StageDatabase
+from migrate.steps.database import CreateDatabase, OpenStaging, RestoreDatabase, StageDatabase
 from migrate.steps.files import StageArchive
+from migrate.steps.verify import EvidenceDigest, VerifyWave
 
 
 def _by_host(pairs):
@@ -38,10 +39,21 @@ def _stage_archive(inv, systems):
             yield StageArchive(name, system.archive.host, system.archive.path)
 
 
+def _open_staging(inv, systems):
+    if any(s.databases or s.archive for _, s in systems):
+        yield OpenStaging(inv.spec.storage.bucket)
+
+
+def _create_databases(inv, systems):
+    for name, system in systems:
+        for db, d in system.databases.items():
+            yield CreateDatabase(name, db, d.target.server, d.target.dbname)
+
+
 def _restore_databases(inv, systems):
     for name, system in systems:
         for db, d in system.databases.items():
-            yield RestoreDatabase(name, db, d.target.server, d.target.dbname)
+            yield RestoreDatabase(name, db, d.source.server, d.source.dbname, d.target.server, d.target.dbname)
 
 
 def _configure(inv, systems):
@@ -59,7 +71,20 @@ def _target_config(inv, name, system) -> TargetConfig:
                         tuple(sorted(settings.items())))
 
 
-PHASES = (_freeze, _stage_databases, _stage_archive, _restore_databases, _configure)
+def _evidence(inv, systems):
+    # After the freeze (nothing writes any more), before anything is copied.
+    for name, system in systems:
+        for db, d in system.databases.items():
+            if d.evidence_tables:
+                yield EvidenceDigest(name, db, d.source.server, d.source.dbname, tuple(d.evidence_tables))
+
+
+def _verify(inv, systems):
+    yield VerifyWave(tuple(name for name, _ in systems))
+
+
+PHASES = (_freeze, _evidence, _open_staging, _stage_databases, _stage_archive, _create_databases,
+          _restore_databases, _configure, _verify)
 
 
 def build(inv: Inventory, wave: str) -> list:

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # left alone. Two test sessions at once need distinct values of both variables.
 LAB_DIR = Path(os.environ.get("MIGRATE_TEST_LAB", ROOT / ".lab-test")).resolve()
 INVENTORY = LAB_DIR / "inventory"
-DEFAULT_PORTS = {"pg_source": 55432, "pg_target": 55433, "ssh_src_app": 52201, "ssh_tgt_app": 52202, "s3": 55900}
+DEFAULT_PORTS = {"pg_source": 15432, "pg_target": 15433, "ssh_src_app": 12201, "ssh_tgt_app": 12202, "s3": 15900}
 OFFSET = int(os.environ.get("MIGRATE_TEST_PORT_OFFSET", "2000"))
 PORTS = {name: port + OFFSET for name, port in DEFAULT_PORTS.items()}
 DATABASES = ("personale", "presenze")
@@ -36,8 +36,8 @@ def write_inventory() -> Path:
     return INVENTORY
 
 
-def migrate(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MIGRATE_")}
+def migrate(*args: str, timeout: float = 300, extra_env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIGRATE_")} | (extra_env or {})
     return subprocess.run([sys.executable, "-m", "migrate.cli", "-i", str(INVENTORY), *args],
                           capture_output=True, text=True, timeout=timeout, env=env, **kwargs)
 
@@ -52,10 +52,15 @@ def databases(side: str) -> set[str]:
         return {r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE NOT datistemplate")} - {"postgres"}
 
 
+# Values are compared as values: both sides render them under the same session settings, so a
+# database-level default (the source's Europe/Rome time zone) cannot hide or fake a difference.
+SESSION = "-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=3 -c IntervalStyle=postgres -c bytea_output=hex"
+
+
 def table_digests(side: str, dbname: str) -> dict[str, tuple[int, str]]:
     """Row count and an order-independent digest of every row, for every user table."""
     result = {}
-    with psycopg.connect(dsn(side, dbname)) as conn:
+    with psycopg.connect(dsn(side, dbname), options=SESSION) as conn:
         tables = conn.execute(
             "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE'"
             " AND table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2").fetchall()
@@ -73,6 +78,8 @@ def object_digests(side: str, dbname: str) -> dict[str, list]:
             return sorted(r[0] for r in conn.execute(q))
         sequences = names("SELECT schemaname || '.' || sequencename || '=' || coalesce(last_value, 0) FROM pg_sequences")
         return {
+            "database_settings": names("SELECT unnest(setconfig) FROM pg_db_role_setting s JOIN pg_database d"
+                                       " ON d.oid = s.setdatabase WHERE d.datname = current_database() AND s.setrole = 0"),
             "views": names("SELECT schemaname || '.' || viewname FROM pg_views WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"),
             "triggers": names("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"),
             "indexes": names("SELECT schemaname || '.' || indexname FROM pg_indexes WHERE schemaname NOT IN ('pg_catalog')"),

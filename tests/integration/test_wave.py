@@ -46,17 +46,23 @@ def secrets() -> list[str]:
     return found
 
 
+# An operator's shell often holds cloud keys: ansible-runner records its whole environment in
+# its artifacts, so the orchestrator must not hand it on.
+CANARY = {"AWS_SECRET_ACCESS_KEY": "canary-aws-secret-0123456789", "PGPASSWORD": "canary-pg-password-0123456789"}
+
+
 def assert_no_secret_left_behind():
     state = lab.INVENTORY / ".state"
     blobs = [p.read_bytes() for p in state.rglob("*") if p.is_file()]
     assert any(b"effect" in b for b in blobs), "the journal is there"
-    for secret in secrets():
+    assert list(state.glob("ansible/*/artifacts/*/job_events/*.json")), "the Ansible artifacts are there"
+    for secret in secrets() + list(CANARY.values()):
         assert not any(secret.encode() in b for b in blobs), "a secret reached the journal or Ansible artifacts"
 
 
 def test_wave_copies_everything_and_rollback_restores_the_initial_state(clean_lab):
     before = lab.snapshot()
-    done = lab.migrate("run", "wave-1", "--yes")
+    done = lab.migrate("run", "wave-1", "--yes", extra_env=CANARY)
     assert done.returncode == 0, done.stderr
     assert_target_equals_source()
     assert_documents_staged()
@@ -89,7 +95,7 @@ def test_dry_run_and_plan_change_nothing(clean_lab):
     assert planned.returncode == 0, planned.stderr
     result = json.loads(planned.stdout.strip().splitlines()[-1])
     steps = [s["id"] for s in result["plan"]["steps"]]
-    assert steps[0] == "freeze:src-app" and steps[-1] == "configure:tgt-app"
+    assert steps[0] == "freeze:src-app" and steps[-2:] == ["configure:tgt-app", "verify"]
     assert lab.snapshot() == before
     status = json.loads(lab.migrate("--json", "status", "wave-1").stdout)
     assert status["waves"]["wave-1"]["status"] == "not started"
@@ -113,9 +119,14 @@ def test_sigkill_mid_wave_then_run_again_completes_without_repeating(clean_lab):
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed and completed" in resumed.stdout
     assert_target_equals_source()
-    # Completed side effects were not repeated: one upload of each dump, one version each.
-    dumps = [k for k, _ in lab.bucket_versions() if k.endswith(".dump")]
-    assert sorted(k.rsplit("/", 1)[1] for k in dumps) == ["personale.dump", "presenze.dump"]
+    # Completed side effects were not repeated: one upload of each staged object, one version each.
+    versions = lab.bucket_versions()
+    keys = [k for k, _ in versions]
+    assert len(keys) == len(set(keys)), "a staged object was uploaded twice"
+    schemas = sorted(k.split("/db/")[1] for k in keys if k.endswith("/schema.dump"))
+    assert schemas == ["personale/schema.dump", "presenze/schema.dump"]
+    assert all(any(f"/db/{db}/data/" in k for k in keys) for db in lab.DATABASES)
+    assert lab.s3_client().list_multipart_uploads(Bucket=lab.BUCKET).get("Uploads", []) == []
     records = lab.migrate("--json", "status", "wave-1")
     assert json.loads(records.stdout)["chain"] == "intact"
     assert lab.migrate("rollback", "wave-1", "--yes").returncode == 0
@@ -141,3 +152,14 @@ def test_address_outside_allowed_networks_fails_closed(clean_lab, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "migrate.cli", "-i", str(inv), "plan", "wave-1"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "outside the allowed networks 127.0.0.2/32" in proc.stderr
+
+
+def test_rehearsal_runs_rolls_back_and_records_both_timings(clean_lab):
+    before = lab.snapshot()
+    proc = lab.migrate("run", "wave-1", "--rehearse", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert "rehearsed" in proc.stdout
+    assert lab.snapshot() == before, "a rehearsal leaves the lab as it found it"
+    wave = json.loads(lab.migrate("--json", "status", "wave-1").stdout)["waves"]["wave-1"]
+    assert wave["status"] == "rolled_back"
+    assert wave["rehearsal"]["run_seconds"] > 0 and wave["rehearsal"]["rollback_seconds"] > 0

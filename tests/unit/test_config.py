@@ -33,7 +33,7 @@ def problems(tmp_path, edit=None, hosts_edit=None) -> list[str]:
 def test_lab_inventory_loads():
     inv = config.load(LAB)
     assert set(inv.spec.systems) == {"personnel", "attendance"}
-    assert inv.hosts["src-app"].port == 52201
+    assert inv.hosts["src-app"].port == 12201
     assert inv.hosts["src-app"].vars["host_root"].endswith(".lab/hosts/src-app/root")
     assert config.order_systems(inv.spec, ["attendance", "personnel"]) == ["personnel", "attendance"]
 
