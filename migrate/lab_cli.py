@@ -106,5 +106,5 @@ def status(ctx: click.Context, lab_dir: Path, as_json: bool) -> None:
 def seed(lab_dir: Path, employees: int, years: int, seed: int) -> None:
     """Reseed the source with synthetic data and empty the target: the lab's initial state."""
     counts = _call(_services().reseed, lab_dir, employees=employees, years=years, seed=seed)
-    punches = counts.get("presenze.punches") if isinstance(counts, dict) else None
+    punches = counts.get("presenze.punch") if isinstance(counts, dict) else None
     click.echo(f"seeded {employees} employees x {years} years (seed {seed})" + (f": {punches:,} punches" if punches else ""))
