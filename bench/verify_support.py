@@ -50,11 +50,19 @@ def copy_databases() -> float:
             conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
             conn.execute(f"CREATE DATABASE {db} TEMPLATE template0 ENCODING 'UTF8'")
     started = time.monotonic()
-    procs = [subprocess.Popen(
-        f"{PG_BIN}/pg_dump -h 127.0.0.1 -p {PORTS['pg_source']} -U migrate --format=custom --compress=0"
-        f" --no-owner --no-acl {db} | {PG_BIN}/pg_restore -h 127.0.0.1 -p {PORTS['pg_target']} -U migrate"
-        f" --no-owner --no-acl --single-transaction --exit-on-error -d {db}", shell=True, env=env())
-        for db in DATABASES]
-    if any(p.wait() != 0 for p in procs):
+    pipes = [_dump_into_restore(db) for db in DATABASES]
+    if any(p.wait() != 0 for pair in pipes for p in pair):
         raise SystemExit("copy failed")
     return time.monotonic() - started
+
+
+def _dump_into_restore(db: str) -> tuple[subprocess.Popen, subprocess.Popen]:
+    """pg_dump | pg_restore as two processes joined by a pipe (no shell)."""
+    dump = subprocess.Popen([f"{PG_BIN}/pg_dump", "-h", "127.0.0.1", "-p", str(PORTS["pg_source"]), "-U", "migrate",
+                             "--format=custom", "--compress=0", "--no-owner", "--no-acl", db],
+                            stdout=subprocess.PIPE, env=env())
+    restore = subprocess.Popen([f"{PG_BIN}/pg_restore", "-h", "127.0.0.1", "-p", str(PORTS["pg_target"]),
+                                "-U", "migrate", "--no-owner", "--no-acl", "--single-transaction",
+                                "--exit-on-error", "-d", db], stdin=dump.stdout, env=env())
+    dump.stdout.close()  # pg_restore holds the only read end: pg_dump sees a closed pipe if it dies
+    return dump, restore

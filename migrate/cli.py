@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import time
 import traceback
 
 import click
@@ -38,8 +39,32 @@ class Options:
         return Bus(json_lines(sys.stdout)) if self.json else Bus(console_listener)
 
 
+class ChunkProgress:
+    """One status line per database while its chunks load: counts and an ETA from the pace so
+    far. Only on a terminal: a log file gets the step lines, not hundreds of updates."""
+
+    def __init__(self):
+        self.started: dict[str, float] = {}
+
+    def __call__(self, data: dict) -> None:
+        if not out.is_terminal or data["what"] != "chunk_loaded":
+            return
+        first = self.started.setdefault(data["database"], time.monotonic())
+        done, total = data["done"], data["total"]
+        pace = (time.monotonic() - first) / max(done, 1)
+        eta = f", about {pace * (total - done):.0f}s left" if done < total else ""
+        end = "\n" if done >= total else "\r"
+        out.file.write(f"    {data['database']}: {done}/{total} chunks loaded{eta}\033[K{end}")
+        out.file.flush()
+
+
+chunk_progress = ChunkProgress()
+
+
 def console_listener(kind: str, data: dict) -> None:
-    if kind == "step_started":
+    if kind == "chunk":
+        chunk_progress(data)
+    elif kind == "step_started":
         vol = ", ".join(f"{k} {v:,}" for k, v in data.get("volume", {}).items())
         out.print(f"[bold]▶ {data['step']}[/] {data['title']}" + (f" [dim]({vol})[/]" if vol else ""))
     elif kind == "action":

@@ -96,7 +96,7 @@ def plan(inv: config.Inventory, wave: str, *, bus: Bus) -> Outcome:
     _wave(inv, wave)
     preflight(inv, wave, bus=bus, run_id=f"{wave}-dry-run")
     wave_plan = make_plan(inv, wave, run_id=f"{wave}-dry-run")
-    ctx = Context(inv=inv, run_id=wave_plan.run_id, wave=wave)
+    ctx = Context(inv=inv, run_id=wave_plan.run_id, wave=wave, bus=bus)
     Executor(NullJournal(), DryRunSink(ctx), bus).apply(wave_plan)
     return Outcome(wave, "planned", f"dry run of {wave}: nothing was changed", plan=wave_plan)
 
@@ -128,7 +128,7 @@ def run(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm, dry_run
             j.append(wave_plan.run_id, wave, "run_started", {"plan": wave_plan.to_json(), "operator": operator()})
         if stale:
             j.append(wave_plan.run_id, wave, "takeover", {"previous": stale})
-        ctx = Context(inv=inv, run_id=wave_plan.run_id, wave=wave)
+        ctx = Context(inv=inv, run_id=wave_plan.run_id, wave=wave, bus=bus)
         Executor(j, LiveSink(ctx), bus).apply(wave_plan, view if resuming else None)
         j.append(wave_plan.run_id, wave, "run_finished", {
             "operator": operator(), "seconds": round(time.monotonic() - started, 3),
@@ -179,7 +179,7 @@ def rollback(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm) ->
         if stale:
             j.append(view.run_id, wave, "takeover", {"previous": stale})
         j.append(view.run_id, wave, "rollback_started", {"operator": operator(), "effects": len(effects)})
-        ctx = Context(inv=inv, run_id=view.run_id, wave=wave)
+        ctx = Context(inv=inv, run_id=view.run_id, wave=wave, bus=bus)
         Executor(j, LiveSink(ctx), bus).undo(view.plan, effects)
         j.append(view.run_id, wave, "rollback_finished", {"operator": operator()})
     return Outcome(wave, "rolled_back", f"{wave} rolled back (run {view.run_id}, {len(effects)} effects undone)",

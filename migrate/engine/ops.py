@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from migrate.config import Inventory
+from migrate.engine.events import Bus
 from migrate.errors import MigrateError
 
 OPS: dict[str, Callable] = {}
@@ -34,6 +35,7 @@ class Context:
     run_id: str
     wave: str
     check: bool = False
+    bus: Bus = field(default_factory=Bus, repr=False)
     _s3: object = field(default=None, repr=False)
 
     @property
@@ -44,7 +46,7 @@ class Context:
         return self._s3
 
     def with_check(self) -> "Context":
-        return Context(inv=self.inv, run_id=self.run_id, wave=self.wave, check=True, _s3=self._s3)
+        return Context(inv=self.inv, run_id=self.run_id, wave=self.wave, check=True, bus=self.bus, _s3=self._s3)
 
 
 def lookup(name: str) -> Callable:

@@ -96,10 +96,22 @@ def copy_through_bucket(ctx: Context, *, name: str, step: str, source: dict, tar
     try:
         job = dbcopy.Job(inv=ctx.inv, s3=cloud.client(ctx.inv, pool=4 * settings.workers + 4), log=log, scope=name,
                          source=dbcopy.Side(**source), target=dbcopy.Side(**target), prefix=prefix,
-                         chunks=[Chunk.from_json(c) for c in chunks], settings=settings)
+                         chunks=[Chunk.from_json(c) for c in chunks], settings=settings,
+                         progress=_progress(ctx, name, len(chunks)))
         return dbcopy.copy_data(job)
     finally:
         log.journal.close()
+
+
+def _progress(ctx: Context, database: str, total: int):
+    """Chunk progress as events on the run's bus (a console bar, JSON lines): counts only."""
+    done = {"chunk_staged": 0, "chunk_loaded": 0}
+
+    def report(kind: str, result: dict) -> None:
+        done[kind] = done.get(kind, 0) + 1
+        ctx.bus.emit("chunk", database=database, what=kind, table=result.get("table"), rows=result.get("rows", 0),
+                     bytes=result.get("bytes", 0), done=done[kind], total=total)
+    return report
 
 
 # --- steps ----------------------------------------------------------------------------------

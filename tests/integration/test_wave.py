@@ -105,13 +105,18 @@ def test_sigkill_mid_wave_then_run_again_completes_without_repeating(clean_lab):
     before = lab.snapshot()
     proc = subprocess.Popen([sys.executable, "-m", "migrate.cli", "-i", str(lab.INVENTORY), "--json",
                              "run", "wave-1", "--yes"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    events = []
     for line in proc.stdout:
-        event = json.loads(line)
-        if event.get("event") == "action" and event.get("step") == "attendance/restore-db:presenze":
+        events.append(json.loads(line))
+        if events[-1].get("event") == "action" and events[-1].get("step") == "attendance/restore-db:presenze":
             os.kill(proc.pid, signal.SIGKILL)
             break
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL
+    # Progress reached the JSON event stream: every chunk of personale, as counts only.
+    loaded = [e for e in events if e["event"] == "chunk" and e["what"] == "chunk_loaded"]
+    assert loaded and loaded[-1]["database"] == "personale" and loaded[-1]["done"] == loaded[-1]["total"]
+    assert set(loaded[-1]) == {"event", "at", "database", "what", "table", "rows", "bytes", "done", "total"}
     status = json.loads(lab.migrate("--json", "status", "wave-1").stdout)["waves"]["wave-1"]
     assert status["status"] == "interrupted" and status["lock"] is None
 
