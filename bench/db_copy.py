@@ -15,31 +15,26 @@ The machine is noisy: compare only figures of one run.
 
 from __future__ import annotations
 
-import sys  # noqa: I001 - first: this file's name shadows the standard `copy` module
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"] + [str(ROOT)]
-
 import argparse
 import json
 import os
 import platform
 import shutil
+import sys
 import statistics
 import subprocess
 import tempfile
 import time
 import uuid
+from pathlib import Path
 
-from migrate import config  # noqa: E402
-from migrate.lab import services  # noqa: E402
-from migrate.lab.services import LabPorts  # noqa: E402
+from migrate import config
+from migrate.lab import services
+from migrate.lab.inventory import ROOT, write_lab_inventory
+from migrate.lab.services import LabPorts
 
 LAB = ROOT / ".lab-bench-copy"
 PORTS = LabPorts(pg_source=21432, pg_target=21433, ssh_src_app=21201, ssh_tgt_app=21202, s3=21900)
-DEFAULT_PORTS = {"15432": PORTS.pg_source, "15433": PORTS.pg_target, "12201": PORTS.ssh_src_app,
-                 "12202": PORTS.ssh_tgt_app, "15900": PORTS.s3}
 DB = "presenze"
 JOBS = 2
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -48,15 +43,7 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 # --- the lab and its inventory ---------------------------------------------------------------
 
 def inventory_dir() -> Path:
-    inv = LAB / "inventory"
-    inv.mkdir(parents=True, exist_ok=True)
-    for name in ("hosts.yml", "migrate.yml"):
-        text = (ROOT / "inventories" / "lab" / name).read_text()
-        text = text.replace("{{ inventory_dir }}/../../.lab/", f"{LAB}/").replace("../../.lab/", f"{LAB}/")
-        for old, new in DEFAULT_PORTS.items():
-            text = text.replace(old, str(new))
-        (inv / name).write_text(text)
-    return inv
+    return write_lab_inventory(LAB, PORTS)
 
 
 def env() -> dict:

@@ -11,7 +11,6 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 LAB_DIR = ROOT / ".lab-bench-verify"
 PORTS = {"pg_source": 20432, "pg_target": 20433, "ssh_src_app": 20201, "ssh_tgt_app": 20202, "s3": 20900}
-DEFAULT_PORTS = {"pg_source": 15432, "pg_target": 15433, "ssh_src_app": 12201, "ssh_tgt_app": 12202, "s3": 15900}
 DATABASES = ("personale", "presenze")
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -22,16 +21,9 @@ def lab_ports():
 
 
 def write_inventory() -> Path:
-    """inventories/lab pointed at the bench lab (same replacement as the integration tests)."""
-    inventory = LAB_DIR / "inventory"
-    inventory.mkdir(parents=True, exist_ok=True)
-    for name in ("hosts.yml", "migrate.yml"):
-        text = (ROOT / "inventories" / "lab" / name).read_text()
-        text = text.replace("{{ inventory_dir }}/../../.lab/", f"{LAB_DIR}/").replace("../../.lab/", f"{LAB_DIR}/")
-        for key, port in DEFAULT_PORTS.items():
-            text = text.replace(str(port), str(PORTS[key]))
-        (inventory / name).write_text(text)
-    return inventory
+    """inventories/lab pointed at the bench lab (as for the integration tests)."""
+    from migrate.lab.inventory import write_lab_inventory
+    return write_lab_inventory(LAB_DIR, lab_ports())
 
 
 def dsn(side: str, dbname: str) -> str:

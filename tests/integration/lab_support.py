@@ -26,14 +26,9 @@ DATABASES = ("personale", "presenze")
 
 def write_inventory() -> Path:
     """The lab inventory from git, pointed at the test lab: the same files, other ports/paths."""
-    INVENTORY.mkdir(parents=True, exist_ok=True)
-    for name in ("hosts.yml", "migrate.yml"):
-        text = (ROOT / "inventories" / "lab" / name).read_text()
-        text = text.replace("{{ inventory_dir }}/../../.lab/", f"{LAB_DIR}/").replace("../../.lab/", f"{LAB_DIR}/")
-        for key, port in DEFAULT_PORTS.items():
-            text = text.replace(str(port), str(PORTS[key]))
-        (INVENTORY / name).write_text(text)
-    return INVENTORY
+    from migrate.lab.inventory import write_lab_inventory
+    from migrate.lab.services import LabPorts
+    return write_lab_inventory(LAB_DIR, LabPorts(**PORTS), INVENTORY)
 
 
 def migrate(*args: str, timeout: float = 300, extra_env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:

@@ -101,3 +101,15 @@ def test_example_inventories_are_valid_and_hold_no_secret(name):
     assert all(s.password_env and not s.passfile for s in inv.spec.db_servers.values())
     text = (LAB.parent / name / "migrate.yml").read_text().lower()
     assert not re.search(r"^\s*(password|\w*secret\w*|token)\s*:", text, re.M)
+
+
+def test_lab_inventory_for_another_lab_dir_and_ports(tmp_path):
+    from migrate.lab.inventory import write_lab_inventory
+    from migrate.lab.services import LabPorts
+    ports = LabPorts(pg_source=20432, pg_target=20433, ssh_src_app=20201, ssh_tgt_app=20202, s3=20900)
+    inv = config.load(write_lab_inventory(tmp_path / "lab", ports))
+    assert inv.hosts["tgt-app"].port == 20202
+    assert inv.hosts["src-app"].vars["host_root"] == f"{tmp_path}/lab/hosts/src-app/root"
+    assert inv.spec.db_servers["cloud-pg"].port == 20433
+    assert inv.spec.db_servers["onprem-pg"].passfile == f"{tmp_path}/lab/secrets/pgpass"
+    assert inv.spec.storage.endpoint_url == "http://127.0.0.1:20900"
