@@ -22,7 +22,8 @@ from migrate.engine.events import Bus, json_lines
 from migrate.errors import ConfigError, MigrateError, PreflightFailed
 
 EXIT_CODES = """Exit codes: 0 success; 1 the operation failed (a step, a check, a verification);
-2 bad usage or bad configuration; 3 the wave is locked by another run."""
+2 bad usage or bad configuration; 3 the wave is locked by another run; 4 the run stopped at the
+go/no-go gate (resume with --approve NAME, or roll back)."""
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -81,6 +82,10 @@ def console_listener(kind: str, data: dict) -> None:
         out.print(f"  [yellow]↺ {data['step']}[/] was interrupted: undoing {data['undoing']} partial effect(s), then again")
     elif kind == "step_failed":
         out.print(f"  [red]✗ {data['step']}[/]")
+    elif kind == "step_waiting":
+        out.print(f"  [yellow]⏸ {data['step']}[/] {data['reason']}")
+    elif kind == "auto_rollback":
+        out.print(f"  [red]↩ {data['step']} failed: rolling the wave back now[/]")
     elif kind == "check":
         colour = {"pass": "green", "warn": "yellow", "fail": "red"}[data["status"]]
         out.print(f"  [{colour}]{data['status']:4}[/] {data['check']} [bold]{data['subject']}[/]: {data['reason']}",
@@ -123,11 +128,12 @@ def cli(ctx: click.Context, inventory: str, debug: bool, as_json: bool) -> None:
 
 @cli.command(epilog=EXIT_CODES)
 @click.argument("wave")
+@click.option("--limit", metavar="SYSTEM", help="Only this system of the wave.")
 @json_option
 @click.pass_obj
-def plan(o: Options, wave: str) -> None:
+def plan(o: Options, wave: str, limit: str | None) -> None:
     """Show every step of WAVE and what it would change. Changes nothing."""
-    outcome = commands.plan(o.inventory(), wave, bus=o.bus())
+    outcome = commands.plan(o.inventory(), wave, bus=o.bus(), limit=limit)
     _finish(o, outcome)
 
 
@@ -152,25 +158,34 @@ def preflight(o: Options, wave: str) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--accept-warnings", is_flag=True, help="Go on when preflight checks only warn.")
 @click.option("--rehearse", is_flag=True, help="Run the wave, then roll it back; record both timings.")
+@click.option("--approve", "approved_by", metavar="NAME",
+              help="Go past the go/no-go gate: NAME (who decided) is recorded in the journal.")
+@click.option("--limit", metavar="SYSTEM", help="Only this system of the wave (journalled as WAVE@SYSTEM).")
 @json_option
 @click.pass_obj
-def run(o: Options, wave: str, dry_run: bool, yes: bool, accept_warnings: bool, rehearse: bool) -> None:
-    """Run WAVE, or resume it after a failure or crash. Preflight checks run first."""
-    if rehearse and dry_run:
-        raise click.UsageError("--rehearse and --dry-run exclude each other")
-    verb = commands.rehearse if rehearse else functools.partial(commands.run, dry_run=dry_run)
-    outcome = verb(o.inventory(), wave, bus=o.bus(), confirm=confirm_with(yes), accept_warnings=accept_warnings)
+def run(o: Options, wave: str, dry_run: bool, yes: bool, accept_warnings: bool, rehearse: bool,
+        approved_by: str | None, limit: str | None) -> None:
+    """Run WAVE, or resume it after a failure, a crash or a stop at the go/no-go gate.
+    Preflight checks run first."""
+    if rehearse and (dry_run or approved_by):
+        raise click.UsageError("--rehearse excludes --dry-run and --approve")
+    if approved_by is not None and not approved_by.strip():
+        raise click.UsageError("--approve needs the name of who decided")
+    verb = commands.rehearse if rehearse else functools.partial(commands.run, dry_run=dry_run, approved_by=approved_by)
+    outcome = verb(o.inventory(), wave, bus=o.bus(), confirm=confirm_with(yes), accept_warnings=accept_warnings,
+                   limit=limit)
     _finish(o, outcome)
 
 
 @cli.command(epilog=EXIT_CODES)
 @click.argument("wave")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--limit", metavar="SYSTEM", help="Roll back the run made with `run --limit SYSTEM`.")
 @json_option
 @click.pass_obj
-def rollback(o: Options, wave: str, yes: bool) -> None:
+def rollback(o: Options, wave: str, yes: bool, limit: str | None) -> None:
     """Undo the completed steps of WAVE's last run, newest first."""
-    outcome = commands.rollback(o.inventory(), wave, bus=o.bus(), confirm=confirm_with(yes))
+    outcome = commands.rollback(o.inventory(), wave, bus=o.bus(), confirm=confirm_with(yes), limit=limit)
     _finish(o, outcome)
 
 
@@ -231,9 +246,13 @@ def verify(o: Options, wave: str, depth: str) -> None:
 @json_option
 @click.pass_obj
 def report(o: Options, wave: str) -> None:
-    """Print the last verification of WAVE."""
+    """Print the last verification of WAVE; exit 1 if it found differences."""
+    from migrate.errors import VerificationFailed
     from migrate.verify import report as reports
-    _print_report(o, commands.report(o.inventory(), wave), reports)
+    data = commands.report(o.inventory(), wave)
+    _print_report(o, data, reports)
+    if data["status"] != "passed":
+        raise VerificationFailed(f"the last verification of {wave} found {data['summary']['differences']} difference(s)")
 
 
 def _print_report(o: Options, data: dict, reports) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -41,6 +41,12 @@ class DbServer(Strict):
     passfile: str | None = None
     password_env: str | None = None
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    # A libpq passfile on THIS server's host, readable by its postgres OS user: the subscription
+    # that carries target writes back to this server (the way back after cutover) authenticates
+    # with it, so no password is stored in the subscription's catalog. Relative paths resolve
+    # against the inventory directory, which only makes sense when the server shares the
+    # orchestrator's machine (the lab).
+    replication_passfile: str | None = None
 
 
 class DbRef(Strict):
@@ -56,6 +62,28 @@ class Database(Strict):
     evidence_tables: list[str] = []
     # "Horizontal" checks: name -> SQL run on both sides, results compared.
     business_checks: dict[str, str] = {}
+    # Owners and grants on the target: source role -> target role. Absent: not copied (the
+    # target's connecting role owns every object, no grants). A source role the map does not
+    # name (owner, grantee, grantor, policy or default-privilege role) fails the plan, or keeps
+    # its name with unmapped_roles: create. Target roles missing on the target are created
+    # NOLOGIN, without a password, and dropped again by the rollback.
+    roles: dict[str, str] | None = None
+    unmapped_roles: Literal["create", "fail"] = "fail"
+
+    @model_validator(mode="after")
+    def _role_names(self) -> "Database":
+        for role in [r for pair in (self.roles or {}).items() for r in pair]:
+            if not 0 < len(role.encode()) <= 63 or role.startswith("pg_") or role.lower() == "public":
+                raise ValueError(f"roles: '{role}' cannot be mapped (a role name of 1-63 bytes, not PUBLIC or pg_*)")
+        return self
+
+
+class DnsRecord(Strict):
+    """The name users reach an application by, and what it points to before and after cutover."""
+
+    name: str
+    source: str
+    target: str
 
 
 class AppHosts(Strict):
@@ -64,11 +92,25 @@ class AppHosts(Strict):
     config_template: str
     config_path: str = Field(description="absolute path of the rendered config on the target host")
     service_name: str
+    # Relative to the host's `app_url` variable; default /<service_name>/health. The page must
+    # answer only when the application's database answers, and name that database.
+    health_path: str | None = None
+    # POSTed on the source host during the freeze, after maintenance is on: the collector loads
+    # its buffer of late punches before the evidence digest and the copy.
+    drain_path: str | None = None
+    dns: DnsRecord | None = None
+
+    @property
+    def health(self) -> str:
+        return self.health_path or f"/{self.service_name}/health"
 
 
 class Archive(Strict):
     host: str
     path: str
+    # Where the staged documents are restored on the system's app.target_host (absolute path;
+    # SHA-256 checked while streaming, mode and mtime kept). Absent: staged in the bucket only.
+    target_path: str | None = Field(None, pattern=r"^/")
 
 
 class System(Strict):
@@ -92,11 +134,21 @@ class Window(Strict):
     blackout: list[date] = []
 
 
+class RehearsalRule(Strict):
+    """A production cutover needs a rehearsal (run + rollback) recorded in the journal of
+    `inventory` (relative to this one, e.g. ../staging), no older than max_age_days."""
+
+    inventory: str = "."
+    max_age_days: int = Field(30, ge=1, le=3650)
+
+
 class Wave(Strict):
     description: str = ""
     systems: list[str] = Field(min_length=1)
     window: Window
+    # The go/no-go gate before the entry point switches: `run --approve NAME`, or automatic.
     automatic: bool = False
+    require_rehearsal: RehearsalRule | None = None
 
 
 class Storage(Strict):
@@ -128,6 +180,19 @@ class Target(Strict):
     service_level: Literal["ordinary", "critical", "strategic"]
 
 
+class EntryPoint(Strict):
+    """Where users come in: the front door URL, its proxy host, and the DNS zone switched at
+    cutover (Route53 API; `dns_endpoint_url` only for an S3/Route53-compatible lab)."""
+
+    url: str
+    proxy_host: str | None = None
+    proxy_config_path: str = "/etc/front/upstreams.conf"
+    proxy_template: str = "front_upstreams.conf.j2"
+    dns_zone: str | None = None
+    dns_endpoint_url: str | None = None
+    dns_ttl: int = Field(60, ge=1, le=86400)
+
+
 class Spec(Strict):
     version: Literal[1]
     allowed_networks: list[str] = Field(min_length=1)
@@ -135,6 +200,7 @@ class Spec(Strict):
     db_servers: dict[str, DbServer]
     storage: Storage
     transfer: Transfer = Transfer()
+    entry_point: EntryPoint | None = None
     systems: dict[str, System]
     waves: dict[str, Wave]
 
@@ -175,6 +241,15 @@ class Inventory:
 
     def networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return [ipaddress.ip_network(n) for n in self.spec.allowed_networks]
+
+    def limited(self, wave: str, system: str) -> "Inventory":
+        """The same inventory with `wave` narrowed to one of its systems (`--limit`): every
+        step, check and verification that reads the wave's systems sees only that one."""
+        w = self.spec.waves[wave]
+        if system not in w.systems:
+            raise ConfigError(f"--limit: wave {wave} has no system '{system}' (it has {', '.join(w.systems)})")
+        waves = {**self.spec.waves, wave: w.model_copy(update={"systems": [system]})}
+        return replace(self, spec=self.spec.model_copy(update={"waves": waves}))
 
 
 def load(inventory_dir: str | Path) -> Inventory:
@@ -278,7 +353,32 @@ def _cross_check(inv: Inventory) -> list[str]:
     for name, server in spec.db_servers.items():
         if bool(server.passfile) == bool(server.password_env):
             problems.append(f"db_servers.{name}: give exactly one of passfile or password_env")
+    problems += _cutover_problems(inv)
     problems += _address_problems(inv)
+    return problems
+
+
+def _cutover_problems(inv: Inventory) -> list[str]:
+    """What the cutover and its way back need: a target app URL to check health, a passfile for
+    the reverse subscription, a proxy host that exists, DNS records only with a zone."""
+    spec, problems = inv.spec, []
+    entry = spec.entry_point
+    if entry and entry.proxy_host and entry.proxy_host not in inv.hosts:
+        problems.append(f"entry_point.proxy_host: host '{entry.proxy_host}' is not in {HOSTS_FILE}")
+    for name, system in spec.systems.items():
+        if not system.app:
+            continue
+        host = inv.hosts.get(system.app.target_host)
+        if host and not host.vars.get("app_url"):
+            problems.append(f"{HOSTS_FILE}: hosts.{host.name}.app_url: required (health checks of"
+                            f" system {name} after its start)")
+        if system.app.dns and not (entry and entry.dns_zone):
+            problems.append(f"systems.{name}.app.dns: needs entry_point.dns_zone")
+        for db, d in system.databases.items():
+            server = spec.db_servers.get(d.source.server)
+            if server and not server.replication_passfile:
+                problems.append(f"db_servers.{d.source.server}.replication_passfile: required: the way back"
+                                f" after cutover replicates {name}/{db} from the target to this server")
     return problems
 
 
@@ -327,6 +427,12 @@ def _addresses(inv: Inventory) -> list[tuple[str, str]]:
     found += [(f"{HOSTS_FILE}: hosts.{h.name}.ansible_host", h.address) for h in inv.hosts.values()]
     if spec.storage.endpoint_url:
         found.append(("storage.endpoint_url", urlsplit(spec.storage.endpoint_url).hostname or ""))
+    if spec.entry_point:
+        found.append(("entry_point.url", urlsplit(spec.entry_point.url).hostname or ""))
+        if spec.entry_point.dns_endpoint_url:
+            found.append(("entry_point.dns_endpoint_url", urlsplit(spec.entry_point.dns_endpoint_url).hostname or ""))
+    found += [(f"{HOSTS_FILE}: hosts.{h.name}.app_url", urlsplit(str(h.vars["app_url"])).hostname or "")
+              for h in inv.hosts.values() if h.vars.get("app_url")]
     return found
 
 

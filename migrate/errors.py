@@ -32,6 +32,12 @@ class StepFailed(MigrateError):
     """A step of a wave failed; the journal says what is done and what can be undone."""
 
 
+class AwaitingApproval(StepFailed):
+    """The run stopped at the go/no-go gate: nothing failed, someone must decide."""
+
+    exit_code = 4
+
+
 class VerificationFailed(MigrateError):
     """The target differs from the source."""
 

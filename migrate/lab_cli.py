@@ -59,7 +59,7 @@ def scale(fn):
 
 @click.group()
 def lab() -> None:
-    """The local lab: source and target PostgreSQL, two SSH hosts, an S3 endpoint (127.0.0.1 only)."""
+    """The local lab: source and target PostgreSQL, three SSH hosts, S3 and DNS, web stand-ins (127.0.0.1 only)."""
 
 
 @lab.command()
@@ -96,8 +96,14 @@ def status(ctx: click.Context, lab_dir: Path, as_json: bool) -> None:
         click.echo(f"postgres {name:8} port {pg['port']}  {'up' if pg['up'] else 'DOWN'}")
     for name, host in result.get("ssh", {}).items():
         click.echo(f"ssh      {name:8} port {host['port']}  {'up' if host['up'] else 'DOWN'}")
+    for name, web in result.get("http", {}).items():
+        click.echo(f"http     {name:8} port {web['port']}  {'up' if web['up'] else 'DOWN'}")
     s3 = result.get("s3", {})
     click.echo(f"s3       {s3.get('endpoint_url')}  {'up' if s3.get('up') else 'DOWN'}  buckets: {', '.join(s3.get('buckets', []))}")
+    dns = result.get("dns")
+    if dns:
+        records = ", ".join(f"{name} -> {value}" for name, value in sorted(dns["records"].items()))
+        click.echo(f"dns      {dns['zone']}  {'zone ' + dns['zone_id'] if dns['zone_id'] else 'NO ZONE'}  {records}")
 
 
 @lab.command()

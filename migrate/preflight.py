@@ -142,6 +142,36 @@ def judge_duration(wave: str, total_bytes: int, throughput: float, measured: boo
                                               f" at {_size(throughput)}/s ({basis})")
 
 
+def judge_way_back(name: str, wal_level: str, free_slots: int, may_subscribe: bool) -> Finding:
+    """The target publishes its writes back to the source after cutover (logical replication)."""
+    if wal_level != "logical":
+        return failed("way back", name, f"target wal_level is {wal_level}; the way back after cutover needs logical")
+    if free_slots < 1:
+        return failed("way back", name, "the target has no free replication slot")
+    if not may_subscribe:
+        return failed("way back", name, "the migration role may not create subscriptions on the source")
+    return passed("way back", name, "target publishes logically, source may subscribe")
+
+
+def judge_dns(name: str, current: str | None, source: str, target: str) -> Finding:
+    if current == source:
+        return passed("dns", name, f"points to the source {source}")
+    if current == target:
+        return warned("dns", name, f"already points to the target {target}")
+    return failed("dns", name, f"points to {current or 'nothing'}, not the declared source {source}")
+
+
+def judge_rehearsal(wave: str, rehearsals: list[dict], max_age_days: int, now: float, where: str) -> Finding:
+    """rehearsals: the rehearsal records of `wave` (data + `at`) in the journal the spec names."""
+    good = [r for r in rehearsals if r.get("result") == "rolled_back"]
+    if not good:
+        return failed("rehearsal", wave, f"no rehearsal of {wave} (run + rollback) is recorded in {where}")
+    age = (now - max(r["at"] for r in good)) / 86400
+    if age > max_age_days:
+        return failed("rehearsal", wave, f"the last rehearsal in {where} is {age:.0f} days old (limit {max_age_days})")
+    return passed("rehearsal", wave, f"rehearsed {age:.1f} days ago in {where}")
+
+
 def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":
@@ -210,12 +240,41 @@ def probe_host(inv: Inventory, name: str, need: int) -> list[Finding]:
 def probe_databases(inv: Inventory, wave: str) -> list[Finding]:
     found = []
     for sname in inv.spec.waves[wave].systems:
+        back = inv.spec.systems[sname].app is not None
         for name, d in inv.spec.systems[sname].databases.items():
-            found += _guarded("postgres", name, lambda d=d, name=name: _database_findings(inv, name, d))
+            found += _guarded("postgres", name, lambda d=d, name=name: _database_findings(inv, name, d, back))
     return found
 
 
-def _database_findings(inv: Inventory, name: str, d) -> list[Finding]:
+def probe_dns(inv: Inventory, wave: str) -> list[Finding]:
+    from migrate.adapters import dns
+    found = []
+    for sname in inv.spec.waves[wave].systems:
+        app = inv.spec.systems[sname].app
+        if app and app.dns:
+            r = app.dns
+            found += _guarded("dns", r.name, lambda r=r: [
+                judge_dns(r.name, dns.cname(inv, r.name), dns.fqdn(r.source), dns.fqdn(r.target))])
+    return found
+
+
+def probe_rehearsal(inv: Inventory, wave: str) -> list[Finding]:
+    from migrate.engine.journal import Journal
+    rule = inv.spec.waves[wave].require_rehearsal
+    if rule is None:
+        return []
+    where = inv.resolve(rule.inventory) / ".state" / "journal.sqlite"
+    if not where.is_file():
+        return [failed("rehearsal", wave, f"no journal at {where}")]
+    journal = Journal(where)
+    try:
+        records = [{**r.data, "at": r.at} for r in journal.records(wave=wave) if r.kind == "rehearsal"]
+    finally:
+        journal.close()
+    return [judge_rehearsal(wave, records, rule.max_age_days, time.time(), str(where))]
+
+
+def _database_findings(inv: Inventory, name: str, d, way_back: bool) -> list[Finding]:
     with db.connect(inv, d.source.server, d.source.dbname) as src, \
             db.connect(inv, d.target.server, "postgres") as tgt:
         found = [passed("postgres reachable", name, f"{d.source.server} and {d.target.server}")]
@@ -229,6 +288,14 @@ def _database_findings(inv: Inventory, name: str, d) -> list[Finding]:
                             " WHERE datname = 'template1'").fetchone()
         found.append(judge_encoding(name, tuple(s_enc), tuple(t_enc)))
         found.append(_privileges(name, src, tgt))
+        if way_back:
+            wal, free = tgt.execute("SELECT current_setting('wal_level'), current_setting('max_replication_slots')::int"
+                                    " - (SELECT count(*) FROM pg_replication_slots)").fetchone()
+            may = src.execute("SELECT rolsuper OR pg_has_role(oid, 'pg_create_subscription', 'USAGE')"
+                              " FROM pg_roles WHERE rolname = current_user").fetchone()[0] \
+                if src.info.server_version >= 160000 else \
+                src.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+            found.append(judge_way_back(name, wal, free, bool(may)))
         return found
 
 
@@ -283,6 +350,9 @@ def wave_hosts(inv: Inventory, wave: str) -> list[str]:
             hosts |= {s.app.source_host, s.app.target_host}
         if s.archive:
             hosts.add(s.archive.host)
+    entry = inv.spec.entry_point
+    if entry and entry.proxy_host and hosts:
+        hosts.add(entry.proxy_host)
     return sorted(hosts)
 
 
@@ -292,6 +362,9 @@ def run_checks(inv: Inventory, wave: str, *, now: datetime | None = None, throug
     found = [f for h in wave_hosts(inv, wave) for f in _guarded("ssh", h, lambda h=h: probe_host(inv, h, _need(inv, h)))]
     found += probe_databases(inv, wave)
     found += _guarded("bucket", spec.storage.bucket, lambda: probe_bucket(inv))
+    if spec.entry_point and spec.entry_point.dns_zone:
+        found += probe_dns(inv, wave)
+    found += probe_rehearsal(inv, wave)
     if spec.storage.region != spec.target.region:
         found.append(failed("target region", spec.storage.bucket,
                             f"storage region {spec.storage.region} differs from the target's {spec.target.region}"))

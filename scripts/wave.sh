@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 .venv/bin/migrate lab up
-time .venv/bin/migrate -i inventories/lab run wave-1 --yes "$@"
+time .venv/bin/migrate -i inventories/lab run wave-1 --yes --approve "lab operator ($(whoami))" "$@"
 .venv/bin/migrate -i inventories/lab status wave-1

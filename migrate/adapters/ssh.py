@@ -65,3 +65,13 @@ def walk(sftp: paramiko.SFTPClient, top: str):
                 stack.append(child)
             elif entry.st_mode is not None and (entry.st_mode & 0o170000) == 0o100000:
                 yield child, entry
+
+
+def read_text(inv: Inventory, name: str, path: str) -> str | None:
+    """A small text file on a host (None when it does not exist)."""
+    with connect(inv, name) as client, client.open_sftp() as sftp:
+        try:
+            with sftp.open(host_path(host(inv, name), path)) as f:
+                return f.read().decode("utf-8")
+        except FileNotFoundError:
+            return None

@@ -13,7 +13,7 @@ import time
 from migrate.engine.events import Bus
 from migrate.engine.journal import Journal, Record
 from migrate.engine.state import RunView
-from migrate.errors import MigrateError, StepFailed
+from migrate.errors import AwaitingApproval, MigrateError, StepFailed
 from migrate.model.plan import Action, StepPlan, WavePlan
 
 
@@ -34,7 +34,7 @@ class Executor:
             if state == "done":
                 self.bus.emit("step_skipped", step=step.id, reason="completed earlier")
                 continue
-            if state in ("running", "failed"):
+            if state in ("running", "failed", "waiting"):
                 self._undo_partial(plan, step.id, view)
             self._run_step(plan, step)
 
@@ -47,6 +47,11 @@ class Executor:
                 self.bus.emit("step_noop", step=step.id, reason=step.noop)
             for action in step.actions:
                 self._perform(plan, step.id, action)
+        except AwaitingApproval as exc:
+            # Not a failure: the run stops here until someone decides (resume or rollback).
+            self._log(plan, "step_waiting", step.id, {"reason": str(exc)})
+            self.bus.emit("step_waiting", step=step.id, reason=str(exc))
+            raise
         except MigrateError as exc:
             self._log(plan, "step_failed", step.id, {"error": str(exc)})
             self.bus.emit("step_failed", step=step.id, error=str(exc))

@@ -36,6 +36,7 @@ class Context:
     wave: str
     check: bool = False
     bus: Bus = field(default_factory=Bus, repr=False)
+    approved_by: str | None = None  # the go/no-go gate's `--approve NAME`
     _s3: object = field(default=None, repr=False)
 
     @property
@@ -46,7 +47,8 @@ class Context:
         return self._s3
 
     def with_check(self) -> "Context":
-        return Context(inv=self.inv, run_id=self.run_id, wave=self.wave, check=True, bus=self.bus, _s3=self._s3)
+        return Context(inv=self.inv, run_id=self.run_id, wave=self.wave, check=True, bus=self.bus,
+                       approved_by=self.approved_by, _s3=self._s3)
 
 
 def lookup(name: str) -> Callable:

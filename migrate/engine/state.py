@@ -32,6 +32,7 @@ class RunView:
     status: str = "interrupted"
     took_over: list[dict] = field(default_factory=list)
     rehearsal: dict | None = None
+    approval: dict | None = None  # who passed the go/no-go gate, as the gate recorded it
 
     def pending_undo(self) -> list[tuple[int, str, Action]]:
         """Effects not yet undone, newest first: the rollback list."""
@@ -59,12 +60,17 @@ def _apply(view: RunView, r: Record) -> None:
     elif r.kind == "step_failed":
         step.state, step.ended, step.error = "failed", r.at, r.data.get("error")
         view.status = "failed"
+    elif r.kind == "step_waiting":
+        step.state, step.ended, step.error = "waiting", r.at, r.data.get("reason")
+        view.status = "awaiting_approval"
     elif r.kind == "effect":
         view.effects.append((r.seq, r.step, Action.from_json(r.data["action"])))
     elif r.kind == "undone":
         view.undone.add(r.data["effect"])
         if step and step.state not in ("running",):
             step.state = "undone"
+    elif r.kind == "effect_done" and "approved_by" in (r.data.get("result") or {}):
+        view.approval = r.data["result"]
     elif r.kind == "rehearsal":
         view.rehearsal = r.data
     elif r.kind == "takeover":

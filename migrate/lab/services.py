@@ -1,9 +1,11 @@
-"""The lab's infrastructure: two PostgreSQL clusters, two SSH hosts and an S3 endpoint.
+"""The lab's infrastructure: two PostgreSQL clusters, three SSH hosts, an S3 (and Route53)
+endpoint, and the web stand-ins of the applications and of the front door.
 
 Everything listens on 127.0.0.1 and lives under one lab directory (see CONTRACT.md for the
 layout). `up` builds what is missing and starts what is not running, `down` stops exactly the
-processes the lab started (by recorded PID, never by name), `status` probes each service, and
-`reseed` puts the lab back to its initial state with fresh synthetic data.
+processes the lab started (by recorded PID, never by name), `status` probes each service,
+`reseed` puts the lab back to its initial state with fresh synthetic data, and `reset` puts it
+back to the state right after the last seed, fast (for tests).
 
 Secrets (PostgreSQL passwords, S3 keys, the SSH client key) live only in files under
 `secrets/` and `ssh/`; lab.json, logs and return values carry paths, never secret values.
@@ -31,6 +33,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -42,12 +45,14 @@ __all__ = [
     "down",
     "lab_paths",
     "reseed",
+    "reset",
     "status",
     "up",
 ]
 
 log = logging.getLogger(__name__)
 
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the directory holding migrate/
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 SSHD = Path("/usr/sbin/sshd")
 SFTP_SERVER = Path("/usr/lib/openssh/sftp-server")
@@ -58,12 +63,30 @@ SOURCE_OWNER = "hr_owner"
 DATABASES = ("personale", "presenze")
 BUCKET = "comune-migration-staging"
 REGION = "eu-south-1"
+APP_SERVICES = ("personale", "presenze")
 
-# The tree each SSH host starts with, relative to its root/ (playbooks use it as host_root).
+# The directories each SSH host starts with, relative to its root/ (playbooks use it as
+# host_root). The application hosts have the software installed (directories), but only
+# src-app has configs, running services and a collector buffer (see _write_initial_hosts).
+APP_TREE = ("etc/hr", "run/hr", "var/lib/hr", "var/spool/hr/presenze",
+            "srv/personale/documents")
 HOST_TREES = {
-    "src-app": ("srv/personale/documents", "etc/hr", "var/lib/hr"),
-    "tgt-app": ("etc/hr", "var/lib/hr", "srv/personale/documents"),
+    "src-app": APP_TREE,
+    "tgt-app": APP_TREE,
+    "front": ("etc/front",),
 }
+ARCHIVE_DIR = "srv/personale/documents"  # on src-app; written by the seed, not by us
+SPOOLED_PUNCHES = 3
+
+# The users' entry points: CNAMEs in a public zone of moto's Route53.
+DNS_ZONE = "comune.lab."
+DNS_RECORDS = tuple(f"{service}.{DNS_ZONE}" for service in APP_SERVICES)
+DNS_SOURCE = f"src-app.{DNS_ZONE}"
+DNS_TTL = 60
+
+# Source databases are copied to these templates right after a seed; `reset` recreates the
+# source from them in a fraction of the time a reseed takes.
+TEMPLATE_PREFIX = "lab_seed_"
 
 STATE_VERSION = 1
 READY_TIMEOUT = 20.0
@@ -89,6 +112,10 @@ class LabPorts:
     ssh_src_app: int = 12201
     ssh_tgt_app: int = 12202
     s3: int = 15900
+    ssh_front: int = 12203
+    http_src_app: int = 12281
+    http_tgt_app: int = 12282
+    http_front: int = 12280
 
 
 @dataclass(frozen=True)
@@ -143,6 +170,20 @@ class LabPaths:
     def s3_dir(self) -> Path:
         return self.root / "s3"
 
+    @property
+    def web_dir(self) -> Path:
+        return self.root / "web"
+
+    @property
+    def replication_pgpass(self) -> Path:
+        # Read by the source cluster's own processes (a subscription's apply worker), so it
+        # lives outside secrets/ (0700, root) and belongs to the postgres OS user.
+        return self.pg / "replication.pgpass"
+
+    @property
+    def baseline(self) -> Path:
+        return self.root / "baseline"
+
     def cluster_dir(self, cluster: str) -> Path:
         return self.pg / cluster
 
@@ -171,20 +212,33 @@ def lab_paths(lab_dir: Path | str) -> LabPaths:
 
 @dataclass(frozen=True)
 class Service:
-    name: str  # pg-source, pg-target, src-app, tgt-app, s3
-    kind: str  # postgres, sshd, moto
+    name: str  # pg-source, pg-target, src-app, tgt-app, front, s3, web
+    kind: str  # postgres, sshd, moto, web
     port: int
+    more_ports: tuple[int, ...] = ()  # the web process listens on three ports
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return (self.port, *self.more_ports)
 
 
 def _services(ports: LabPorts) -> list[Service]:
-    # Order matters: S3 and the SSH hosts start in the background while the clusters start.
+    # Order matters: S3, the SSH hosts and the web process start in the background while the
+    # clusters start.
     return [
         Service("s3", "moto", ports.s3),
         Service("src-app", "sshd", ports.ssh_src_app),
         Service("tgt-app", "sshd", ports.ssh_tgt_app),
+        Service("front", "sshd", ports.ssh_front),
+        Service("web", "web", ports.http_front, (ports.http_src_app, ports.http_tgt_app)),
         Service("pg-source", "postgres", ports.pg_source),
         Service("pg-target", "postgres", ports.pg_target),
     ]
+
+
+def _web_ports(ports: LabPorts) -> dict[str, int]:
+    return {"src-app": ports.http_src_app, "tgt-app": ports.http_tgt_app,
+            "front": ports.http_front}
 
 
 def _cluster(svc: Service) -> str:
@@ -208,6 +262,8 @@ def _identity(paths: LabPaths, svc: Service) -> list[str]:
         return [f"-D {paths.cluster_dir(_cluster(svc))}"]
     if svc.kind == "sshd":
         return [str(SSHD), f"-f {paths.sshd_config(svc.name)}"]
+    if svc.kind == "web":
+        return ["-m migrate.lab.webapps", f"--lab-dir {paths.root}"]
     return [str(_moto_binary()), f"-p {svc.port}"]
 
 
@@ -321,10 +377,11 @@ def _port_is_free(port: int) -> bool:
 
 def _require_free_ports(pending: list[Service]) -> None:
     for svc in pending:
-        if not _port_is_free(svc.port):
-            raise LabError(
-                f"port {svc.port} on {HOST} (for {svc.name}) is held by another process; "
-                f"stop it or choose another port — nothing was started")
+        for port in svc.ports:
+            if not _port_is_free(port):
+                raise LabError(
+                    f"port {port} on {HOST} (for {svc.name}) is held by another process; "
+                    f"stop it or choose another port — nothing was started")
 
 
 def _probe(svc: Service) -> bool:
@@ -332,7 +389,7 @@ def _probe(svc: Service) -> bool:
         return _probe_postgres(svc.port)
     if svc.kind == "sshd":
         return _probe_banner(svc.port, b"SSH-")
-    return _probe_http(svc.port)
+    return all(_probe_http(port) for port in svc.ports)
 
 
 def _probe_postgres(port: int) -> bool:
@@ -405,18 +462,28 @@ def _ports_of(state: dict) -> LabPorts:
     return LabPorts(**state["ports"])
 
 
+def _check_distinct(ports: LabPorts) -> LabPorts:
+    taken = list(asdict(ports).values())
+    if len(set(taken)) != len(taken):
+        raise LabError(f"lab ports must be distinct: {asdict(ports)}")
+    return ports
+
+
 def _resolve_ports(state: dict | None, wanted: LabPorts | None) -> LabPorts:
     if state is None:
-        ports = wanted or LabPorts()
-        taken = list(asdict(ports).values())
-        if len(set(taken)) != len(taken):
-            raise LabError(f"lab ports must be distinct: {asdict(ports)}")
-        return ports
-    recorded = _ports_of(state)
-    if wanted is not None and wanted != recorded:
-        raise LabError(f"this lab was built with ports {asdict(recorded)}; "
+        return _check_distinct(wanted or LabPorts())
+    recorded = state["ports"]
+    # A lab built before some services existed records fewer ports: the new ones come from
+    # the caller (or the defaults), and `up` records them.
+    missing = {name: port for name, port in asdict(wanted or LabPorts()).items()
+               if name not in recorded}
+    if missing:
+        _check_distinct(LabPorts(**recorded, **missing))
+        state["ports"] = {**recorded, **missing}
+    if wanted is not None and wanted != _ports_of(state):
+        raise LabError(f"this lab was built with ports {state['ports']}; "
                        f"run `down --purge` to rebuild it with other ports")
-    return recorded
+    return _ports_of(state)
 
 
 def _running(paths: LabPaths, state: dict, svc: Service) -> int | None:
@@ -490,8 +557,9 @@ def _make_dirs(paths: LabPaths) -> None:
     paths.root.chmod(0o755)  # postgres must traverse it; secrets/ and ssh/ stay private
     for private in (paths.secrets, paths.ssh):
         private.mkdir(mode=0o700, exist_ok=True)
-    for public in (paths.run, paths.pg, paths.s3_dir):
+    for public in (paths.run, paths.pg, paths.s3_dir, paths.web_dir):
         public.mkdir(mode=0o755, exist_ok=True)
+    paths.baseline.mkdir(mode=0o700, exist_ok=True)
     paths.pg_socket_dir.mkdir(mode=0o755, exist_ok=True)
     os.chown(paths.pg_socket_dir, uid, gid)  # the clusters create their sockets here
     for host, trees in HOST_TREES.items():
@@ -547,25 +615,11 @@ def _sshd_config(paths: LabPaths, host: str, port: int) -> str:
     ])
 
 
-# A realistic, secret-free application config for the source host: the migration must move
-# and rewrite it (database endpoint, document path) for the target host.
-SOURCE_APP_CONFIG = """\
-# HR/attendance application (lab stand-in)
-[database]
-host = {host}
-port = {port}
-personale = personale
-presenze = presenze
-
-[documents]
-root = /srv/personale/documents
-"""
-
-
 def _build_hosts(paths: LabPaths, ports: LabPorts) -> None:
     _ensure_keypair(paths.client_key, "migrate-lab-orchestrator")
     client_pub = paths.client_key.with_suffix(".pub").read_text()
-    host_ports = {"src-app": ports.ssh_src_app, "tgt-app": ports.ssh_tgt_app}
+    host_ports = {"src-app": ports.ssh_src_app, "tgt-app": ports.ssh_tgt_app,
+                  "front": ports.ssh_front}
     known = []
     for host, port in host_ports.items():
         _ensure_keypair(paths.host_key(host), host)
@@ -574,9 +628,6 @@ def _build_hosts(paths: LabPaths, ports: LabPorts) -> None:
         key_type, key_b64 = paths.host_key(host).with_suffix(".pub").read_text().split()[:2]
         known.append(f"[{HOST}]:{port} {key_type} {key_b64}\n")
     _write_if_changed(paths.known_hosts, "".join(known))
-    app_config = paths.host_root("src-app") / "etc/hr/hr.conf"
-    if not app_config.exists():
-        app_config.write_text(SOURCE_APP_CONFIG.format(host=HOST, port=ports.pg_source))
 
 
 def _ensure_s3_credentials(paths: LabPaths) -> None:
@@ -606,6 +657,18 @@ PG_HBA = """\
 local   all   postgres                 peer
 host    all   all        127.0.0.1/32  scram-sha-256
 """
+
+
+# Given on the command line at every start rather than written to postgresql.conf, so that a
+# lab built before logical replication was needed gets it at its next start. Logical
+# replication in both directions (a publication on the target, a subscription on the source
+# for the fallback path, and the reverse) needs wal_level=logical on both clusters. The
+# defaults max_wal_senders=10 and max_replication_slots=10 cover two subscriptions with their
+# table-sync slots; four logical workers (the default) would make the table syncs of two
+# subscriptions wait for each other, hence eight, and room for them among the background
+# workers.
+PG_START_OPTIONS = ("-c wal_level=logical -c max_logical_replication_workers=8 "
+                    "-c max_worker_processes=16")
 
 
 def _pg_settings(paths: LabPaths, cluster: str, port: int) -> str:
@@ -695,7 +758,8 @@ def _start_cluster(paths: LabPaths, cluster: str, port: int) -> int:
     logfile = paths.cluster_log(cluster)
     try:
         _run([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(logfile), "-w", "-t",
-              str(int(READY_TIMEOUT)), "start"], as_postgres=True, what="pg_ctl start")
+              str(int(READY_TIMEOUT)), "-o", PG_START_OPTIONS, "start"],
+             as_postgres=True, what="pg_ctl start")
     except LabError as exc:
         # pg_ctl itself only says "Examine the log output": the reason is in the log.
         raise LabError(f"PostgreSQL {cluster} did not start ({exc}): {_log_tail(logfile)}"
@@ -780,7 +844,38 @@ def _dsn(paths: LabPaths, port: int, dbname: str) -> str:
     return f"host={HOST} port={port} dbname={dbname} user={PG_ROLE} passfile={paths.pgpass}"
 
 
-# --- sshd and moto -------------------------------------------------------------------------
+def _warn_without_logical_wal(paths: LabPaths, port: int) -> None:
+    # A cluster started by an older lab keeps its wal_level until it restarts.
+    with _admin(paths, port) as conn:
+        (level,) = conn.execute("SHOW wal_level").fetchone()
+    if level != "logical":
+        log.warning("PostgreSQL on port %s runs with wal_level=%s: logical replication needs "
+                    "a restart (`migrate lab down`, then `migrate lab up`)", port, level)
+
+
+def _write_replication_pgpass(paths: LabPaths, target_port: int) -> None:
+    """The target's line of the passfile, for the source cluster's own processes.
+
+    A subscription on the source connects to the target from a backend of the source, as the
+    postgres OS user: its conninfo names this file (`passfile=...`) instead of carrying a
+    password that would be readable in pg_subscription.
+    """
+    prefix = f"{HOST}:{target_port}:"
+    lines = [line for line in paths.pgpass.read_text().splitlines() if line.startswith(prefix)]
+    text = "\n".join(lines) + "\n"
+    target = paths.replication_pgpass
+    if target.exists() and target.read_text() == text:
+        return
+    uid, gid = _postgres_ids()
+    tmp = target.with_name(target.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchown(fd, uid, gid)  # before any byte is written: never readable by anyone else
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, target)
+
+
+# --- sshd, moto and the web stand-ins ------------------------------------------------------
 
 def _spawn(argv: list[str], log_file: Path, env: dict[str, str]) -> int:
     with open(log_file, "ab") as out:
@@ -807,7 +902,18 @@ def _start_moto(paths: LabPaths, port: int) -> tuple[int, Path]:
     return _spawn(argv, log_file, env), log_file
 
 
-def _s3_client(paths: LabPaths, port: int):
+def _start_web(paths: LabPaths, svc: Service) -> tuple[int, Path]:
+    log_file = paths.web_dir / "web.log"
+    src_app, tgt_app = svc.more_ports
+    argv = [sys.executable, "-m", "migrate.lab.webapps", "--lab-dir", str(paths.root),
+            "--src-app", str(src_app), "--tgt-app", str(tgt_app), "--front", str(svc.port)]
+    # This checkout's code, whatever the caller's working directory; no PG* variables, so
+    # libpq takes only what the applications' configs say.
+    env = {**SERVER_ENV, "PYTHONPATH": str(PACKAGE_ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+    return _spawn(argv, log_file, env), log_file
+
+
+def _aws_client(paths: LabPaths, port: int, service: str):
     import boto3
     from botocore.config import Config
 
@@ -815,8 +921,12 @@ def _s3_client(paths: LabPaths, port: int):
     config = Config(retries={"max_attempts": 2}, connect_timeout=3, read_timeout=10,
                     request_checksum_calculation="when_required",
                     response_checksum_validation="when_required")
-    return boto3.client("s3", endpoint_url=f"http://{HOST}:{port}", region_name=REGION,
+    return boto3.client(service, endpoint_url=f"http://{HOST}:{port}", region_name=REGION,
                         aws_access_key_id=key_id, aws_secret_access_key=secret, config=config)
+
+
+def _s3_client(paths: LabPaths, port: int):
+    return _aws_client(paths, port, "s3")
 
 
 def _ensure_bucket(paths: LabPaths, port: int) -> None:
@@ -846,12 +956,77 @@ def _empty_bucket(paths: LabPaths, port: int) -> None:
             client.delete_objects(Bucket=BUCKET, Delete={"Objects": doomed, "Quiet": True})
 
 
+# --- DNS (moto's Route53) ------------------------------------------------------------------
+
+def _find_zone(client) -> str | None:
+    zones = client.list_hosted_zones_by_name(DNSName=DNS_ZONE).get("HostedZones", [])
+    return next((zone["Id"] for zone in zones if zone["Name"] == DNS_ZONE), None)
+
+
+def _record_sets(client, zone_id: str) -> list[dict]:
+    """Every record set of the zone but the apex SOA and NS, which belong to the zone."""
+    found = []
+    for page in client.get_paginator("list_resource_record_sets").paginate(HostedZoneId=zone_id):
+        found += [rs for rs in page["ResourceRecordSets"]
+                  if not (rs["Name"] == DNS_ZONE and rs["Type"] in ("SOA", "NS"))]
+    return found
+
+
+def _initial_changes(client, zone_id: str) -> list[dict]:
+    """Changes that leave exactly the initial records: the services' CNAMEs to src-app."""
+    changes = [{"Action": "DELETE", "ResourceRecordSet": rs}
+               for rs in _record_sets(client, zone_id)
+               if not (rs["Name"] in DNS_RECORDS and rs["Type"] == "CNAME")]
+    changes += [{"Action": "UPSERT", "ResourceRecordSet": {
+        "Name": name, "Type": "CNAME", "TTL": DNS_TTL,
+        "ResourceRecords": [{"Value": DNS_SOURCE}]}} for name in DNS_RECORDS]
+    return changes
+
+
+def _reset_dns(paths: LabPaths, port: int, *, only_if_new: bool = False) -> None:
+    """The zone with its initial records; with only_if_new, leave an existing zone alone.
+
+    `up` uses only_if_new: a cutover's DNS change must survive a later `up`. moto keeps the
+    zone in memory, so after a moto restart it is created again.
+    """
+    client = _aws_client(paths, port, "route53")
+    zone_id = _find_zone(client)
+    if zone_id is not None and only_if_new:
+        return
+    if zone_id is None:
+        zone_id = client.create_hosted_zone(
+            Name=DNS_ZONE, CallerReference=f"migrate-lab-{time.time_ns()}",
+            HostedZoneConfig={"Comment": "migrate lab: the Comune's public names",
+                              "PrivateZone": False})["HostedZone"]["Id"]
+    client.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={
+        "Comment": "lab initial state", "Changes": _initial_changes(client, zone_id)})
+
+
+def _dns_status(paths: LabPaths, port: int, s3_up: bool) -> dict:
+    result = {"zone": DNS_ZONE, "zone_id": None, "records": {}}
+    if not s3_up:
+        return result
+    client = _aws_client(paths, port, "route53")
+    zone_id = _find_zone(client)
+    if zone_id is None:
+        return result
+    result["zone_id"] = zone_id
+    for rs in _record_sets(client, zone_id):
+        values = [r["Value"] for r in rs.get("ResourceRecords", [])]
+        if "AliasTarget" in rs:
+            values.append(rs["AliasTarget"]["DNSName"])
+        result["records"][rs["Name"]] = ",".join(values)
+    return result
+
+
 # --- starting and stopping services --------------------------------------------------------
 
 def _launch_background(paths: LabPaths, svc: Service) -> tuple[int, Path]:
-    """Start sshd or moto without waiting; returns its PID and the log to watch."""
+    """Start sshd, moto or the web process without waiting; returns its PID and its log."""
     if svc.kind == "sshd":
         return _start_sshd(paths, svc.name)
+    if svc.kind == "web":
+        return _start_web(paths, svc)
     return _start_moto(paths, svc.port)
 
 
@@ -877,8 +1052,9 @@ def _start_pending(paths: LabPaths, state: dict, ports: LabPorts, pending: list[
                    on_started: Callable[[Service, int], None]) -> None:
     """Start every pending service and return once all of them answer.
 
-    sshd and moto start in the background first, so that moto's slow import overlaps with
-    initdb and the cluster starts (pg_ctl -w returns only when a cluster is ready).
+    sshd, moto and the web process start in the background first, so that moto's slow import
+    overlaps with initdb and the cluster starts (pg_ctl -w returns only when a cluster is
+    ready).
     """
     watching = []
     for svc in pending:
@@ -897,8 +1073,12 @@ def _start_pending(paths: LabPaths, state: dict, ports: LabPorts, pending: list[
 def _provision(paths: LabPaths, state: dict, ports: LabPorts, s3_started: bool) -> None:
     _provision_cluster(paths, "source", ports.pg_source, state)
     _provision_cluster(paths, "target", ports.pg_target, state)
+    _write_replication_pgpass(paths, ports.pg_target)
+    for port in (ports.pg_source, ports.pg_target):
+        _warn_without_logical_wal(paths, port)
     if s3_started:
         _ensure_bucket(paths, ports.s3)
+    _reset_dns(paths, ports.s3, only_if_new=True)
 
 
 def _seed(paths: LabPaths, ports: LabPorts, *, employees: int, years: int, seed: int) -> dict:
@@ -908,9 +1088,329 @@ def _seed(paths: LabPaths, ports: LabPorts, *, employees: int, years: int, seed:
     except ModuleNotFoundError as exc:
         raise LabError(f"cannot seed the source: {exc}") from None
     result = data.seed(admin_dsn=_dsn(paths, ports.pg_source, "postgres"),
-                       archive_dir=paths.host_root("src-app") / "srv/personale/documents",
+                       archive_dir=paths.host_root("src-app") / ARCHIVE_DIR,
                        employees=employees, years=years, seed=seed)
-    return {"employees": employees, "years": years, "seed": seed, "result": result}
+    _make_baseline(paths, ports)
+    return {"employees": employees, "years": years, "seed": seed, "result": result,
+            "baseline": True}
+
+
+# --- the post-seed baseline ----------------------------------------------------------------
+#
+# Right after a seed the lab is in its initial state: the source applications run on src-app
+# against the source databases, the collector holds a few late punches, the front door and
+# DNS send users to src-app, tgt-app is installed but empty. `_make_baseline` writes that
+# state and keeps what `reset` needs to bring it back fast: template copies of the source
+# databases and a copy of every host's tree.
+
+SOURCE_CONFIGS = {
+    "personale": """\
+# Personnel management (gestione giuridica del personale): personale
+# On-premises installation (lab source host).
+[database]
+dsn = {dsn}
+
+[documents]
+root = /srv/personale/documents
+""",
+    "presenze": """\
+# Staff attendance (rilevazione presenze): presenze
+# On-premises installation (lab source host).
+[database]
+dsn = {dsn}
+
+[collector]
+# Terminals upload late punches: the collector drains its buffer before a freeze.
+spool = /var/spool/hr/presenze
+buffer_drain_seconds = 60
+""",
+}
+
+# The front door's file is rendered from the template the cutover renders it from (with
+# Ansible's template settings), so a rollback puts back the very same bytes.
+FRONT_TEMPLATE = PACKAGE_ROOT / "templates" / "front_upstreams.conf.j2"
+
+
+def _front_upstreams(upstreams: dict[str, str]) -> str:
+    import jinja2
+    env = jinja2.Environment(trim_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+    return env.from_string(FRONT_TEMPLATE.read_text()).render(upstreams=upstreams)
+
+# Three active employees who have punched before, each with the badge they hold and their
+# home terminal; the late punch is the one that follows their last punch, an hour later.
+SPOOL_QUERY = """
+SELECT s.employee_id, b.badge_id, s.home_terminal_id, last.punched_at, last.direction
+FROM staff s
+LEFT JOIN LATERAL (SELECT badge_id FROM badge
+                   WHERE employee_id = s.employee_id AND valid_to IS NULL AND NOT lost
+                   ORDER BY badge_id DESC LIMIT 1) b ON true
+JOIN LATERAL (SELECT punched_at, direction FROM punch
+              WHERE employee_id = s.employee_id
+              ORDER BY punched_at DESC, punch_id DESC LIMIT 1) last ON true
+WHERE s.active
+ORDER BY s.employee_id
+LIMIT %s"""
+
+
+def _source_dsn(ports: LabPorts, dbname: str) -> str:
+    # No passfile and no password: the application brings its own credentials.
+    return f"host={HOST} port={ports.pg_source} dbname={dbname} user={PG_ROLE}"
+
+
+def _app_url(port: int) -> str:
+    return f"http://{HOST}:{port}"
+
+
+def _spooled_punches(paths: LabPaths, ports: LabPorts) -> list[dict]:
+    """The collector's late punches, derived from the seeded data (so deterministic)."""
+    from zoneinfo import ZoneInfo
+
+    import psycopg
+
+    rome = ZoneInfo("Europe/Rome")
+    try:
+        with psycopg.connect(_dsn(paths, ports.pg_source, "presenze")) as conn:
+            rows = conn.execute(SPOOL_QUERY, (SPOOLED_PUNCHES,)).fetchall()
+    except psycopg.errors.UndefinedTable:
+        # A stub seed (tests of the infrastructure) has no attendance tables: no buffer.
+        log.info("presenze has no attendance tables: no late punches spooled")
+        return []
+    return [{"employee_id": employee_id, "badge_id": badge_id, "terminal_id": terminal_id,
+             "direction": "OUT" if direction == "IN" else "IN",
+             "punched_at": (punched_at + timedelta(hours=1)).astimezone(rome).isoformat()}
+            for employee_id, badge_id, terminal_id, punched_at, direction in rows]
+
+
+def _clear_tree(root: Path, keep: str | None = None) -> None:
+    """Empty `root` except the subtree `keep` (relative) and the directories leading to it."""
+    root.mkdir(parents=True, exist_ok=True)
+    kept = root / keep if keep else None
+    for entry in root.iterdir():
+        if kept is not None and entry == kept:
+            continue
+        if kept is not None and entry.is_dir() and not entry.is_symlink() \
+                and kept.is_relative_to(entry):
+            _clear_tree(entry, str(kept.relative_to(entry)))
+        elif entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def _write_file(path: Path, text: str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
+
+
+def _write_initial_hosts(paths: LabPaths, ports: LabPorts, spool: list[dict]) -> None:
+    """Every host's tree as right after a seed (src-app's document archive is the seed's)."""
+    _clear_tree(paths.host_root("src-app"), keep=ARCHIVE_DIR)
+    _clear_tree(paths.host_root("tgt-app"))
+    _clear_tree(paths.host_root("front"))
+    for host, trees in HOST_TREES.items():
+        for tree in trees:
+            (paths.host_root(host) / tree).mkdir(parents=True, exist_ok=True)
+    src = paths.host_root("src-app")
+    for service in APP_SERVICES:
+        dsn = _source_dsn(ports, service)
+        _write_file(src / "etc/hr" / f"{service}.conf",
+                    SOURCE_CONFIGS[service].format(dsn=dsn), 0o600)
+        # The lab's service manager: a service runs while its flag file exists.
+        _write_file(src / "run/hr" / f"{service}.running", "started by the lab\n")
+    for number, punch in enumerate(spool, start=1):
+        _write_file(src / "var/spool/hr/presenze" / f"punch-{number:04d}.json",
+                    json.dumps(punch, sort_keys=True) + "\n")
+    _write_file(paths.host_root("front") / "etc/front/upstreams.conf",
+                _front_upstreams({service: _app_url(ports.http_src_app) for service in APP_SERVICES}))
+
+
+def _make_baseline(paths: LabPaths, ports: LabPorts) -> None:
+    """Write the post-seed state and keep what `reset` restores it from."""
+    _write_initial_hosts(paths, ports, _spooled_punches(paths, ports))
+    _make_source_templates(paths, ports.pg_source)
+    for host in HOST_TREES:
+        saved = paths.baseline / "hosts" / host
+        if saved.exists():
+            shutil.rmtree(saved)
+        shutil.copytree(paths.host_root(host), saved, symlinks=True)
+    _reset_dns(paths, ports.s3)
+
+
+def _admin(paths: LabPaths, port: int, dbname: str = "postgres"):
+    import psycopg
+
+    # A frozen database (default_transaction_read_only=on, as a cutover may leave it) must
+    # not stop the lab from dropping its subscriptions.
+    return psycopg.connect(_dsn(paths, port, dbname), autocommit=True,
+                           options="-c default_transaction_read_only=off")
+
+
+def _copy_database(conn, name: str, template: str) -> None:
+    """CREATE DATABASE name as a copy of template, with the template's owner and settings.
+
+    CREATE DATABASE copies the contents only: the per-database settings (the source's
+    Europe/Rome time zone) live in a shared catalog and are copied here by hand.
+    """
+    import psycopg
+    from psycopg import sql
+
+    owner, oid = conn.execute("SELECT pg_get_userbyid(datdba), oid FROM pg_database "
+                              "WHERE datname = %s", (template,)).fetchone()
+    statement = sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {} STRATEGY FILE_COPY").format(
+        sql.Identifier(name), sql.Identifier(template), sql.Identifier(owner))
+    for attempt in range(10):
+        try:
+            conn.execute(statement)
+            break
+        except psycopg.errors.ObjectInUse:  # a client of the template is just leaving
+            if attempt == 9:
+                raise
+            time.sleep(0.2)
+    settings = conn.execute("SELECT unnest(setconfig) FROM pg_db_role_setting "
+                            "WHERE setdatabase = %s AND setrole = 0", (oid,)).fetchall()
+    for (setting,) in settings:
+        key, _, value = setting.partition("=")
+        conn.execute(sql.SQL("ALTER DATABASE {} SET {} TO {}").format(
+            sql.Identifier(name), sql.Identifier(key), sql.Literal(value)))
+
+
+def _drop_template(conn, name: str) -> None:
+    from psycopg import sql
+
+    if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+        conn.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
+
+
+def _make_source_templates(paths: LabPaths, port: int) -> None:
+    from psycopg import sql
+
+    with _admin(paths, port) as conn:
+        for db in DATABASES:
+            template = TEMPLATE_PREFIX + db
+            _drop_template(conn, template)
+            _copy_database(conn, template, db)
+            # Nobody may connect (so it can always be copied) and no tool lists it as data.
+            conn.execute(sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS "
+                                 "false").format(sql.Identifier(template)))
+
+
+def _restore_source(paths: LabPaths, port: int) -> None:
+    from psycopg import sql
+
+    with _admin(paths, port) as conn:
+        for db in DATABASES:
+            template = TEMPLATE_PREFIX + db
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                                (template,)).fetchone():
+                raise LabError(f"template {template} is missing; run `migrate lab seed`")
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(db)))
+            _copy_database(conn, db, template)
+
+
+def _drop_replication(paths: LabPaths, ports: list[int]) -> None:
+    """Drop every subscription, then every replication slot, on the given clusters.
+
+    A subscription or a slot makes DROP DATABASE fail, even WITH (FORCE). A subscription is
+    detached from its remote slot first (disable, slot_name = NONE): the remote end may be
+    gone, and its slot is dropped on its own cluster below.
+    """
+    from psycopg import sql
+
+    for port in ports:
+        with _admin(paths, port) as conn:
+            subscriptions = conn.execute(
+                "SELECT d.datname, s.subname, d.datallowconn FROM pg_subscription s "
+                "JOIN pg_database d ON d.oid = s.subdbid ORDER BY 1, 2").fetchall()
+            for db in {db for db, _, allowed in subscriptions if not allowed}:
+                # Closed to connections (a freeze may do that): the database is about to be
+                # dropped or recreated anyway.
+                conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(
+                    sql.Identifier(db)))
+        for db, name, _ in subscriptions:
+            with _admin(paths, port, db) as conn:
+                ident = sql.Identifier(name)
+                conn.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident))
+                conn.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(ident))
+                conn.execute(sql.SQL("DROP SUBSCRIPTION {}").format(ident))
+    for port in ports:
+        with _admin(paths, port) as conn:
+            for (slot,) in conn.execute("SELECT slot_name FROM pg_replication_slots").fetchall():
+                _drop_slot(conn, slot)
+
+
+def _drop_slot(conn, slot: str) -> None:
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while True:
+        row = conn.execute("SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s",
+                           (slot,)).fetchone()
+        if row is None:
+            return
+        if row[0] is None:
+            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            return
+        if time.monotonic() > deadline:
+            raise LabError(f"replication slot {slot} stays in use")
+        # The walsender of a subscriber that is still connected (or reconnecting).
+        conn.execute("SELECT pg_terminate_backend(%s)", (row[0],))
+        time.sleep(0.1)
+
+
+def _sync_tree(saved: Path, live: Path) -> None:
+    """Make `live` an exact copy of `saved` (files, directories, modes), touching only what
+    differs: the document archive can be large, and most of it is never changed."""
+    live.mkdir(parents=True, exist_ok=True)
+    for dirpath, dirnames, filenames in os.walk(live):
+        here, there = Path(dirpath), saved / Path(dirpath).relative_to(live)
+        for name in list(dirnames) + filenames:
+            if _kind(here / name) != _kind(there / name):
+                _remove(here / name)
+                if name in dirnames:
+                    dirnames.remove(name)
+    for dirpath, dirnames, filenames in os.walk(saved):
+        there, here = Path(dirpath), live / Path(dirpath).relative_to(saved)
+        here.mkdir(exist_ok=True)
+        shutil.copymode(there, here)
+        for name in filenames:
+            if _differs(there / name, here / name):
+                tmp = here / f".{name}.lab-restore"
+                shutil.copy2(there / name, tmp, follow_symlinks=False)
+                os.replace(tmp, here / name)
+
+
+def _kind(path: Path) -> str | None:
+    if path.is_symlink():
+        return "link"
+    if path.is_dir():
+        return "dir"
+    return "file" if path.exists() else None
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def _differs(saved: Path, live: Path) -> bool:
+    if not live.exists() and not live.is_symlink():
+        return True
+    if saved.is_symlink():
+        return os.readlink(saved) != os.readlink(live)
+    a, b = saved.stat(), live.stat()
+    # copy2 keeps the modification time to the nanosecond: any later write changes it.
+    return (a.st_size, a.st_mtime_ns, a.st_mode) != (b.st_size, b.st_mtime_ns, b.st_mode)
+
+
+def _restore_hosts(paths: LabPaths) -> None:
+    for host in HOST_TREES:
+        saved = paths.baseline / "hosts" / host
+        if not saved.is_dir():
+            raise LabError(f"{saved} is missing; run `migrate lab seed`")
+        _sync_tree(saved, paths.host_root(host))
 
 
 # --- public API ----------------------------------------------------------------------------
@@ -924,9 +1424,10 @@ def up(lab_dir: Path | str, *, ports: LabPorts | None = None, employees: int = 4
     If this call fails, it stops the services it started (data and keys are kept).
     """
     paths = lab_paths(lab_dir)
+    wanted = ports
     _check_prerequisites(paths)
     state = _read_state(paths)
-    ports = _resolve_ports(state, ports)
+    ports = _resolve_ports(state, wanted)
     # Before creating or starting anything: a stale server on one of our ports would otherwise
     # show up later as a confusing host-key or authentication error.
     _require_free_ports(_pending(paths, state or _new_state(ports), ports))
@@ -937,9 +1438,10 @@ def up(lab_dir: Path | str, *, ports: LabPorts | None = None, employees: int = 4
         if state is None:
             state = _new_state(ports)
             _write_state(paths, state)  # from now on the directory is recognisably a lab
+        before = json.dumps(state, sort_keys=True, default=str)
+        ports = _resolve_ports(state, wanted)  # records the ports of services added since
         pending = _pending(paths, state, ports)
         _require_free_ports(pending)
-        before = json.dumps(state, sort_keys=True, default=str)
         _build_files(paths, ports)
         started: list[tuple[Service, int]] = []
 
@@ -955,6 +1457,10 @@ def up(lab_dir: Path | str, *, ports: LabPorts | None = None, employees: int = 4
             if state["seeded"] is None:
                 state["seeded"] = _seed(paths, ports, employees=employees, years=years,
                                         seed=seed)
+            elif not state["seeded"].get("baseline"):
+                # Seeded before the lab had a baseline: the source is still as seeded.
+                _make_baseline(paths, ports)
+                state["seeded"]["baseline"] = True
             elif (employees, years, seed) != _seed_params(state["seeded"]):
                 log.info("lab already seeded with %s; use reseed to change it",
                          _seed_params(state["seeded"]))
@@ -1029,38 +1535,50 @@ def status(lab_dir: Path | str) -> dict:
     if state is None:
         raise LabError(f"no lab at {paths.root} (run `up` first)")
     ports = _ports_of(state)
-    up_now = {svc.name: _running(paths, state, svc) is not None and _probe(svc)
-              for svc in _services(ports)}
+    alive = {svc.name: _running(paths, state, svc) is not None for svc in _services(ports)}
+    up_now = {svc.name: alive[svc.name] and _probe(svc) for svc in _services(ports)
+              if svc.kind != "web"}
+    ssh_ports = {"src-app": ports.ssh_src_app, "tgt-app": ports.ssh_tgt_app,
+                 "front": ports.ssh_front}
     return {
         "lab_dir": str(paths.root),
         "databases": {db: {"source": _dsn(paths, ports.pg_source, db),
                            "target": _dsn(paths, ports.pg_target, db)} for db in DATABASES},
         "s3": {"endpoint_url": f"http://{HOST}:{ports.s3}", "buckets": [BUCKET],
                "up": up_now["s3"]},
-        "ssh": {"src-app": {"host": HOST, "port": ports.ssh_src_app, "up": up_now["src-app"]},
-                "tgt-app": {"host": HOST, "port": ports.ssh_tgt_app, "up": up_now["tgt-app"]}},
+        "ssh": {host: {"host": HOST, "port": port, "up": up_now[host]}
+                for host, port in ssh_ports.items()},
         "postgres": {"source": {"port": ports.pg_source, "up": up_now["pg-source"]},
                      "target": {"port": ports.pg_target, "up": up_now["pg-target"]}},
+        "http": {name: {"port": port, "up": alive["web"] and _probe_http(port)}
+                 for name, port in _web_ports(ports).items()},
+        "dns": _dns_status(paths, ports.s3, up_now["s3"]),
     }
+
+
+def _require_up(paths: LabPaths) -> None:
+    current = status(paths.root)
+    down_now = [name for name, ok in _up_flags(current).items() if not ok]
+    if down_now:
+        raise LabError(f"lab is not fully up ({', '.join(down_now)} down); run `up` first")
 
 
 def reseed(lab_dir: Path | str, *, employees: int, years: int, seed: int) -> dict:
     """Return the lab to its initial state with new synthetic data; the lab must be up.
 
-    Resets the target side (databases and non-built-in roles on the target cluster, the
-    tgt-app tree, every object version in the bucket), then reseeds the source. Returns what
-    `migrate.lab.data.seed` returned (row counts per db.table, archive totals).
+    Drops replication (subscriptions, slots) on both clusters, resets the target side
+    (databases and non-built-in roles on the target cluster, every object version in the
+    bucket), reseeds the source, then writes the post-seed state of the hosts and DNS and the
+    baseline `reset` restores. Returns what `migrate.lab.data.seed` returned (row counts per
+    db.table, archive totals).
     """
     paths = lab_paths(lab_dir)
-    current = status(paths.root)
-    down_now = [name for name, ok in _up_flags(current).items() if not ok]
-    if down_now:
-        raise LabError(f"lab is not fully up ({', '.join(down_now)} down); run `up` first")
+    _require_up(paths)
     with _locked(paths):
         state = _read_state(paths)
         ports = _ports_of(state)
+        _drop_replication(paths, [ports.pg_source, ports.pg_target])
         _reset_target_cluster(paths, ports.pg_target)
-        _reset_host_tree(paths, "tgt-app")
         _empty_bucket(paths, ports.s3)
         state["seeded"] = None
         _write_state(paths, state)  # a crash mid-seed leaves "not seeded": `up` redoes it
@@ -1069,10 +1587,41 @@ def reseed(lab_dir: Path | str, *, employees: int, years: int, seed: int) -> dic
     return state["seeded"]["result"]
 
 
+def reset(lab_dir: Path | str) -> dict:
+    """Return the lab to the state right after its last seed, in seconds; the lab must be up.
+
+    Everything a cutover touches: replication (subscriptions, slots, publications), the
+    target cluster (databases, non-built-in roles), the source databases (recreated from the
+    templates made at seed time), the bucket (every version), every host's tree (from the
+    copy made at seed time), the DNS records. Returns {"seconds": time taken}.
+    """
+    import psycopg
+
+    paths = lab_paths(lab_dir)
+    _require_up(paths)
+    began = time.monotonic()
+    with _locked(paths):
+        state = _read_state(paths)
+        if not (state.get("seeded") or {}).get("baseline"):
+            raise LabError("this lab has no post-seed baseline; run `up` or `lab seed` first")
+        ports = _ports_of(state)
+        try:
+            _drop_replication(paths, [ports.pg_source, ports.pg_target])
+            _restore_source(paths, ports.pg_source)
+        except psycopg.Error as exc:
+            raise LabError(f"could not reset the source databases: {exc}") from None
+        _reset_target_cluster(paths, ports.pg_target)
+        _empty_bucket(paths, ports.s3)
+        _restore_hosts(paths)
+        _reset_dns(paths, ports.s3)
+    return {"seconds": round(time.monotonic() - began, 2)}
+
+
 def _up_flags(current: dict) -> dict[str, bool]:
     flags = {f"pg-{name}": info["up"] for name, info in current["postgres"].items()}
     flags.update({host: info["up"] for host, info in current["ssh"].items()})
     flags["s3"] = current["s3"]["up"]
+    flags.update({f"http-{name}": info["up"] for name, info in current["http"].items()})
     return flags
 
 
@@ -1087,8 +1636,10 @@ def _reset_target_cluster(paths: LabPaths, port: int) -> None:
 
 def _drop_target_objects(conn) -> None:
     with conn:
-        for db in DATABASES:
-            # FORCE: a forgotten session from an earlier migration run must not block reseed.
+        # Every database: the initial target has none of its own (tests create others too).
+        # FORCE: a forgotten session from an earlier migration run must not block reseed.
+        for (db,) in conn.execute("SELECT datname FROM pg_database WHERE NOT datistemplate"
+                                  " AND datname <> 'postgres'").fetchall():
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         # Roles a migration carried over (hr_owner, ...): the initial target has only
         # postgres and migrate.
@@ -1098,11 +1649,3 @@ def _drop_target_objects(conn) -> None:
         for (role,) in rows:
             conn.execute(f'DROP OWNED BY "{role}"')
             conn.execute(f'DROP ROLE "{role}"')
-
-
-def _reset_host_tree(paths: LabPaths, host: str) -> None:
-    root = paths.host_root(host)
-    if root.exists():
-        shutil.rmtree(root)
-    for tree in HOST_TREES[host]:
-        (root / tree).mkdir(parents=True, exist_ok=True)

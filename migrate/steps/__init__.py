@@ -1,16 +1,18 @@
 """The wave graph: which steps a wave has, in which order.
 
-Phases run one after another (freeze, evidence, stage, restore, configure, verify); inside a
-phase, systems come in dependency order; steps on one application host are batched into one
-playbook run (each costs seconds). Adding a kind of step means adding it to PHASES, not an `if` elsewhere.
+Phases run one after another (freeze, evidence, stage, restore, verify, way back, start the
+target, its health, the go/no-go gate, the switch, the checks after it); inside a phase, systems
+come in dependency order; steps on one application host are batched into one playbook run (each
+costs seconds). Adding a kind of step means adding it to PHASES, not an `if` elsewhere.
 """
 
 from __future__ import annotations
 
 from migrate.config import Inventory, order_systems
 from migrate.steps.app import Configure, Freeze, TargetConfig
+from migrate.steps.cutover import Gate, PostCutover, SwitchEntry, TargetHealth, WayBack
 from migrate.steps.database import CreateDatabase, OpenStaging, RestoreDatabase, StageDatabase
-from migrate.steps.files import StageArchive
+from migrate.steps.files import OpenArchiveRestore, RestoreArchive, StageArchive
 from migrate.steps.verify import EvidenceDigest, VerifyWave
 
 
@@ -22,9 +24,10 @@ def _by_host(pairs):
 
 
 def _freeze(inv, systems):
-    apps = [(s.app.source_host, (name, s.app.service_name)) for name, s in systems if s.app]
+    apps = [(s.app.source_host, (name, s.app)) for name, s in systems if s.app]
     for host, items in _by_host(apps):
-        yield Freeze(host, tuple(n for n, _ in items), tuple(svc for _, svc in items))
+        yield Freeze(host, tuple(n for n, _ in items), tuple(a.service_name for _, a in items),
+                     tuple((a.service_name, a.drain_path) for _, a in items if a.drain_path))
 
 
 def _stage_databases(inv, systems):
@@ -37,6 +40,16 @@ def _stage_archive(inv, systems):
     for name, system in systems:
         if system.archive:
             yield StageArchive(name, system.archive.host, system.archive.path)
+
+
+def _restore_archive(inv, systems):
+    # Onto the target application host when the spec asks. The open step holds the undo of the
+    # restored files, so a resume after a kill keeps what was already restored.
+    for name, system in systems:
+        if system.archive and system.archive.target_path:
+            host = system.app.target_host if system.app else None  # None: the plan names the spec field
+            yield OpenArchiveRestore(name, host, system.archive.target_path)
+            yield RestoreArchive(name, host, system.archive.target_path)
 
 
 def _open_staging(inv, systems):
@@ -83,8 +96,32 @@ def _verify(inv, systems):
     yield VerifyWave(tuple(name for name, _ in systems))
 
 
-PHASES = (_freeze, _evidence, _open_staging, _stage_databases, _stage_archive, _create_databases,
-          _restore_databases, _configure, _verify)
+def _way_back(inv, systems):
+    # Only where an application will write on the target after its start.
+    for name, system in systems:
+        if system.app:
+            for db in system.databases:
+                yield WayBack(name, db)
+
+
+def _apps(systems) -> tuple[str, ...]:
+    return tuple(name for name, s in systems if s.app)
+
+
+def _health(inv, systems):
+    if _apps(systems):
+        yield TargetHealth(_apps(systems))
+
+
+def _switch(inv, systems):
+    if inv.spec.entry_point and _apps(systems):
+        yield Gate(_apps(systems))
+        yield SwitchEntry(_apps(systems))
+        yield PostCutover(_apps(systems))
+
+
+PHASES = (_freeze, _evidence, _open_staging, _stage_databases, _stage_archive, _restore_archive,
+          _create_databases, _restore_databases, _verify, _way_back, _configure, _health, _switch)
 
 
 def build(inv: Inventory, wave: str) -> list:

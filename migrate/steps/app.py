@@ -42,11 +42,13 @@ def _playbook(playbook: str, host: str, summary: str, **vars) -> Action:
 @dataclass(frozen=True)
 class Freeze:
     """Put the source applications of one host in maintenance (the freeze), in one playbook
-    run; the undo takes out exactly those this wave put in."""
+    run, then drain the collectors' buffers (late punches land in the source before the
+    evidence digest and the copy); the undo takes out exactly the flags this wave put in."""
 
     host: str
     systems: tuple[str, ...]
     services: tuple[str, ...]
+    drains: tuple[tuple[str, str], ...] = ()  # (service, path to POST on the app)
 
     @property
     def id(self) -> str:
@@ -61,8 +63,10 @@ class Freeze:
         flags = ", ".join(maintenance_flag(s) for s in todo)
         off = _playbook("maintenance.yml", self.host, f"{self.host}: remove {flags}",
                         services=list(todo), state="off", wave=ctx.wave)
-        on = _playbook("maintenance.yml", self.host, f"{self.host}: create {flags}",
-                       services=list(todo), state="on", wave=ctx.wave)
+        drains = [{"service": svc, "path": path} for svc, path in self.drains if svc in todo]
+        drained = f", drain {', '.join(d['service'] for d in drains)}" if drains else ""
+        on = _playbook("maintenance.yml", self.host, f"{self.host}: create {flags}{drained}",
+                       services=list(todo), state="on", wave=ctx.wave, drains=drains)
         return StepPlan(self.id, system, title, actions=(Action(**{**on.__dict__, "undo": off}),))
 
 
@@ -77,7 +81,8 @@ class TargetConfig:
 
 @dataclass(frozen=True)
 class Configure:
-    """Render the target applications' configuration from templates onto one target host."""
+    """Render the target applications' configuration from templates onto one target host and
+    start them; the undo stops them and removes the files."""
 
     host: str
     configs: tuple[TargetConfig, ...]
@@ -94,9 +99,11 @@ class Configure:
                                  " configuration it did not create")
         items = [{"service": c.service, "dest": c.path, "template": c.template, "settings": dict(c.settings)}
                  for c in self.configs]
-        put = _playbook("app_config.yml", self.host, f"{self.host}: write {paths} (mode 0600)",
+        services = ", ".join(c.service for c in self.configs)
+        put = _playbook("app_config.yml", self.host, f"{self.host}: write {paths} (mode 0600), start {services}",
                         configs=items, state="present")
-        remove = _playbook("app_config.yml", self.host, f"{self.host}: remove {paths}",
+        remove = _playbook("app_config.yml", self.host, f"{self.host}: stop {services}, remove {paths}",
                            configs=items, state="absent")
-        return StepPlan(self.id, "+".join(c.system for c in self.configs), f"render {paths} on {self.host}",
+        return StepPlan(self.id, "+".join(c.system for c in self.configs),
+                        f"render {paths} and start {services} on {self.host}",
                         actions=(Action(**{**put.__dict__, "undo": remove}),))

@@ -7,6 +7,9 @@
 - `ledger`: the target-side record of loaded chunks, written in the chunk's own transaction.
 - `log`: what the journal says about chunks (the transfer log) and how a rerun reads it.
 - `archive`: the document archive over SFTP into the bucket.
+- `restore`: the staged archive from the bucket onto the target application host, checked.
+- `roles`: owners and grants mapped from the source's roles to the target's; the roles a wave
+  creates on the target.
 
 Steps in `migrate.steps` plan with these and register the operations; all I/O goes through
 `migrate.adapters`.

@@ -8,8 +8,9 @@
 Stage workers share one exported snapshot of the source, so all chunks are one consistent
 picture. A chunk is handed to a load worker the moment its upload is recorded, so loading
 overlaps staging. After the data: post-data items in parallel waves, materialized views
-refreshed, sequences set to the source's values. (Planner statistics are left to autovacuum,
-as pg_restore and pgcopydb leave them; the verification step reads with exact counts.)
+refreshed, sequences set to the source's values, then (with a role map) owners and grants.
+(Planner statistics are left to autovacuum, as pg_restore and pgcopydb leave them; the
+verification step reads with exact counts.)
 
 Memory is bounded by `Settings`: a stage worker holds at most one part and one COPY block; a
 load worker at most `spool_bytes` of a downloaded chunk in memory (the rest spools to a private
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import tempfile
 import threading
 from collections import Counter
@@ -37,9 +39,10 @@ from migrate.adapters import cloud, db
 from migrate.config import Inventory, Transfer
 from migrate.errors import StepFailed
 from migrate.transfer import chunks as chunking
-from migrate.transfer import ledger, postdata
+from migrate.transfer import ledger, postdata, roles
 from migrate.transfer.chunks import Chunk
 from migrate.transfer.log import COMPLETE, LOADED, STAGED, TransferLog
+from migrate.transfer.roles import RoleMap
 
 MIB = 1024 * 1024
 DEADLOCK_RETRIES = 3
@@ -84,6 +87,7 @@ class Job:
     chunks: list[Chunk]
     settings: Settings
     progress: Progress = field(default=lambda kind, data: None)
+    roles: RoleMap | None = None   # None: owners and grants are not copied (the connecting role owns all)
 
     @property
     def bucket(self) -> str:
@@ -107,7 +111,7 @@ def stage_schema(inv: Inventory, s3, source: Side, prefix: str) -> cloud.Stored:
     """The object definitions (pg_dump --schema-only), streamed to the bucket, with their
     SHA-256 beside them."""
     key = schema_key(prefix)
-    proc = db.schema_dump_process(inv, source.server, source.dbname)
+    proc = schema_dump_process(inv, source.server, source.dbname)
     try:
         stored = cloud.put_stream(inv, s3, proc.stdout, key, metadata={"source-db": source.dbname})
     finally:
@@ -119,6 +123,26 @@ def stage_schema(inv: Inventory, s3, source: Side, prefix: str) -> cloud.Stored:
         raise StepFailed(f"pg_dump --schema-only of {source.dbname} failed: {err.splitlines()[-1] if err else proc.returncode}")
     cloud.put_bytes(inv, s3, key + ".sha256", stored.sha256.encode())
     return stored
+
+
+def schema_dump_process(inv: Inventory, server: str, dbname: str) -> subprocess.Popen:
+    """pg_dump of the object definitions with their owners and grants (custom format, to a
+    pipe). Restores leave both out; `roles` maps and applies them at the end. (The adapter's
+    dump has no grants at all; this belongs beside it once adapters/db.py can take it.)"""
+    args = [db.tool("pg_dump"), "--format=custom", "--schema-only", "--create",
+            "--dbname", db.conninfo(inv, server, dbname)]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=db.child_env(inv, server))
+
+
+def owned_script(archive: Path, section: str, *, create: bool = False) -> str:
+    """A section of the schema archive as SQL with owners and grants (db.section_script leaves
+    them out)."""
+    args = [db.tool("pg_restore"), f"--section={section}", "--file=-", str(archive)] + (["--create"] if create else [])
+    done = subprocess.run(args, capture_output=True, check=False,
+                          env={k: v for k, v in os.environ.items() if k in ("PATH", "LANG")})
+    if done.returncode != 0:
+        raise StepFailed(f"pg_restore could not read the schema archive: {done.stderr.decode(errors='replace')[-200:]}")
+    return done.stdout.decode("utf-8")
 
 
 def fetch_schema(inv: Inventory, s3, prefix: str, into: Path) -> Path:
@@ -139,17 +163,30 @@ class Schema:
     settings: list[str]             # session settings for post-data items
     post_data: list[postdata.Item]
     matviews: list[tuple[str, str]]  # in dependency order
+    privileges: roles.Privileges | None = None  # owners and grants for the target's roles
 
 
-def load_schema(inv: Inventory, s3, prefix: str) -> Schema:
+def load_schema(inv: Inventory, s3, prefix: str, *, rolemap: RoleMap | None = None,
+                target_db: str | None = None) -> Schema:
     with tempfile.TemporaryDirectory(prefix="migrate-schema-") as tmp:
         archive = fetch_schema(inv, s3, prefix, Path(tmp))
         settings, items = postdata.split_script(db.section_script(archive, "post-data"))
         _, pre = postdata.split_script(db.section_script(archive, "pre-data"))
-    return Schema(settings, items, postdata.matviews_in_order(pre))
+        if rolemap is None:
+            return Schema(settings, items, postdata.matviews_in_order(pre))
+        items, used, unmapped = roles.map_policies(items, rolemap)
+        privileges = roles.privileges(postdata.split_script(owned_script(archive, "pre-data", create=True))[1],
+                                      postdata.split_script(owned_script(archive, "post-data"))[1], rolemap,
+                                      sql.Identifier(target_db).as_string(None))
+    unmapped |= privileges.unmapped
+    if unmapped:  # before any row moves: the plan checked the catalog, the archive has the last word
+        raise StepFailed(f"{target_db}: the source's owners and grants name roles the spec does not map"
+                         f" ({', '.join(sorted(unmapped)[:5])}); roll back and plan the wave again")
+    return Schema(settings, items, postdata.matviews_in_order(pre),
+                  roles.Privileges(privileges.statements, privileges.roles | used, set()))
 
 
-def create_target(inv: Inventory, s3, target: Side, prefix: str) -> dict:
+def create_target(inv: Inventory, s3, target: Side, prefix: str, *, rolemap: RoleMap | None = None) -> dict:
     """Create the target database with the pre-data objects and an empty ledger."""
     db.create_database(inv, target.server, target.dbname)
     with tempfile.TemporaryDirectory(prefix="migrate-schema-") as tmp:
@@ -158,6 +195,12 @@ def create_target(inv: Inventory, s3, target: Side, prefix: str) -> dict:
         _, items = postdata.split_script(db.section_script(archive, "pre-data", create=True))
     with db.connect(inv, target.server, target.dbname, autocommit=True) as conn:
         properties = postdata.database_properties(items, sql.Identifier(target.dbname).as_string(conn))
+        if rolemap is not None:
+            # Per-role settings (ALTER ROLE r IN DATABASE ...) name roles too.
+            properties, _, unmapped = roles.map_role_settings(properties, rolemap)
+            if unmapped:
+                raise StepFailed(f"{target.dbname}: per-role settings name roles the spec does not map"
+                                 f" ({', '.join(sorted(unmapped))}); plan the wave again")
         for statement in properties:
             conn.execute(statement)
         ledger.create(conn)
@@ -354,8 +397,8 @@ def copy_data(job: Job, *, load: bool = True) -> dict:
         return {"chunks": len(job.chunks), "resumed": "already complete"}
     staged = job.log.staged(job.scope)
     done = _ledger(job) if load else {}
-    loaded = {k for k in done if not k.startswith(("post:", "refresh:"))}
-    schema = load_schema(job.inv, job.s3, job.prefix) if load else None
+    loaded = {k for k in done if not k.startswith(("post:", "refresh:", GRANTS))}
+    schema = load_schema(job.inv, job.s3, job.prefix, rolemap=job.roles, target_db=job.target.dbname) if load else None
     removed = _remove_leftovers(job, staged)
     with ExitStack() as stack:
         snapshot = None
@@ -403,13 +446,14 @@ def finish(job: Job, schema: Schema) -> dict:
         sequences = chunking.read_sequences(conn)
     refreshed = refresh_matviews(job, [m for m in schema.matviews if m in populated], done)
     set_sequences(job, sequences)
+    granted = apply_privileges(job, schema.privileges, done)
     # The completion record comes before dropping the ledger: a kill in between leaves a
     # record that says "complete", and the rerun only drops the ledger.
     job.log.append(COMPLETE, job.scope, {"post_data_items": len(schema.post_data), "sequences": len(sequences)})
     with db.connect(job.inv, job.target.server, job.target.dbname, autocommit=True) as conn:
         ledger.drop(conn)
     return {"post_data_items": applied + early, "post_data_early": early, "matviews_refreshed": refreshed,
-            "sequences": len(sequences)}
+            "sequences": len(sequences), "privilege_statements": granted}
 
 
 def _post_session(job: Job, settings: list[str]) -> psycopg.Connection:
@@ -466,6 +510,28 @@ def refresh_matviews(job: Job, matviews: list[tuple[str, str]], done: set[str]) 
                 ledger.mark(conn, item)
             count += 1
     return count
+
+
+GRANTS = "grants:"
+
+
+def apply_privileges(job: Job, privileges: roles.Privileges | None, done: set[str]) -> int:
+    """Owners, grants and default privileges for the target's roles, last (objects were created
+    and loaded by the connecting role, which needs no grant for that), in one transaction with
+    its ledger row."""
+    item = f"{GRANTS}all"
+    if privileges is None or item in done:
+        return 0
+    with db.connect(job.inv, job.target.server, job.target.dbname, autocommit=True) as conn:
+        missing = sorted(privileges.roles - roles.existing(conn))
+        if missing:
+            raise StepFailed(f"{job.scope}: roles {', '.join(missing[:5])} are missing on {job.target.server}; they"
+                             " were not in the plan (did the source change?): roll back and plan the wave again")
+        with conn.transaction():
+            for statement in privileges.statements:
+                conn.execute(statement)
+            ledger.mark(conn, item)
+    return len(privileges.statements)
 
 
 def set_sequences(job: Job, sequences: list[tuple[str, str, int, bool]]) -> None:

@@ -19,6 +19,7 @@ STAGED = "chunk_staged"
 LOADED = "chunk_loaded"
 COMPLETE = "load_complete"
 ARCHIVE_BATCH = "archive_batch"
+RESTORE_INTENT = "archive_restore_intent"
 
 
 class TransferLog:
@@ -40,3 +41,6 @@ class TransferLog:
 
     def batches(self, scope: str) -> list[dict]:
         return self._records(ARCHIVE_BATCH, scope)
+
+    def restore_intents(self, scope: str) -> list[dict]:
+        return self._records(RESTORE_INTENT, scope)

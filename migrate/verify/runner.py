@@ -72,6 +72,7 @@ def verify_database(inv: Inventory, label: str, d: Database, depth: str, bus: Bu
     try:
         src_tables, tgt_tables = (dict_of(rows_) for rows_ in pair.both(probes.TABLES))
         report.add(compare_schema(pair, label))
+        report.add(schema.compare_privileges(label, *pair.both(schema.PRIVILEGES), schema.role_map(d)))
         evidence_tables = [] if depth == "counts" else [evidence.qualified(t) for t in d.evidence_tables]
         report.add(missing_evidence_tables(label, evidence_tables, src_tables, tgt_tables))
         common = [(src_tables[t], tgt_tables[t], t in evidence_tables) for t in src_tables if t in tgt_tables]

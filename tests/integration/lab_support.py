@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # left alone. Two test sessions at once need distinct values of both variables.
 LAB_DIR = Path(os.environ.get("MIGRATE_TEST_LAB", ROOT / ".lab-test")).resolve()
 INVENTORY = LAB_DIR / "inventory"
-DEFAULT_PORTS = {"pg_source": 15432, "pg_target": 15433, "ssh_src_app": 12201, "ssh_tgt_app": 12202, "s3": 15900}
+DEFAULT_PORTS = {"pg_source": 15432, "pg_target": 15433, "ssh_src_app": 12201, "ssh_tgt_app": 12202, "s3": 15900,
+                 "ssh_front": 12203, "http_src_app": 12281, "http_tgt_app": 12282, "http_front": 12280}
 OFFSET = int(os.environ.get("MIGRATE_TEST_PORT_OFFSET", "2000"))
 PORTS = {name: port + OFFSET for name, port in DEFAULT_PORTS.items()}
 DATABASES = ("personale", "presenze")
@@ -92,14 +93,49 @@ def tree(path: Path) -> dict[str, str]:
             for p in sorted(path.rglob("*")) if p.is_file()}
 
 
-def s3_client():
-    import boto3
+def aws_client(service: str = "s3"):
     import configparser
+
+    import boto3
     ini = configparser.ConfigParser()
     ini.read(LAB_DIR / "secrets" / "s3.ini")
-    return boto3.client("s3", endpoint_url=f"http://127.0.0.1:{PORTS['s3']}", region_name="eu-south-1",
+    return boto3.client(service, endpoint_url=f"http://127.0.0.1:{PORTS['s3']}", region_name="eu-south-1",
                         aws_access_key_id=ini["lab"]["aws_access_key_id"],
                         aws_secret_access_key=ini["lab"]["aws_secret_access_key"])
+
+
+def s3_client():
+    return aws_client("s3")
+
+
+DNS_ZONE = "comune.lab."
+
+
+def dns_record_sets() -> list[dict]:
+    """Every record set of the lab zone but its SOA and NS, as Route53 lists them."""
+    r53 = aws_client("route53")
+    zones = [z for z in r53.list_hosted_zones()["HostedZones"] if z["Name"] == DNS_ZONE]
+    assert len(zones) == 1, f"expected one zone {DNS_ZONE}, found {len(zones)}"
+    sets = r53.list_resource_record_sets(HostedZoneId=zones[0]["Id"])["ResourceRecordSets"]
+    return [rs for rs in sets if not (rs["Name"] == DNS_ZONE and rs["Type"] in ("SOA", "NS"))]
+
+
+def dns_records() -> dict[str, str]:
+    """name -> value (several values comma-joined) of every record of the lab zone."""
+    return {rs["Name"]: ",".join(sorted(r["Value"] for r in rs.get("ResourceRecords", [])))
+            for rs in dns_record_sets()}
+
+
+def drain_spool() -> int:
+    """Load the attendance collector's late punches on src-app into the source now (what a
+    freeze does first), so that a wave's before/after comparison starts from an empty buffer."""
+    import json
+    import urllib.request
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(f"http://127.0.0.1:{PORTS['http_src_app']}/presenze/drain", data=b"",
+                                     method="POST")
+    with opener.open(request, timeout=30) as reply:
+        return json.loads(reply.read())["drained"]
 
 
 BUCKET = "comune-migration-staging"
@@ -113,18 +149,10 @@ def bucket_versions() -> list[tuple[str, str]]:
 
 
 def reset() -> None:
-    """Back to the lab's initial state without reseeding the (never modified) source."""
-    for db in databases("target"):
-        with psycopg.connect(dsn("target", "postgres"), autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(db)))
-    s3 = s3_client()
-    versions = bucket_versions()
-    for i in range(0, len(versions), 1000):
-        s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": k, "VersionId": v} for k, v in versions[i:i + 1000]]})
-    for path in (host_root("tgt-app") / "etc" / "hr", host_root("src-app") / "var" / "lib" / "hr"):
-        if path.exists():
-            shutil.rmtree(path)
-        path.mkdir(parents=True)
+    """Back to the lab's state right after its seed: source and target databases, replication,
+    bucket, every host's tree, DNS (services.reset), and no orchestrator state."""
+    from migrate.lab import services
+    services.reset(LAB_DIR)
     shutil.rmtree(INVENTORY / ".state", ignore_errors=True)
 
 
@@ -137,4 +165,6 @@ def snapshot() -> dict:
         "bucket": bucket_versions(),
         "src-app": tree(host_root("src-app")),
         "tgt-app": tree(host_root("tgt-app")),
+        "front": tree(host_root("front")),
+        "dns": sorted(dns_record_sets(), key=lambda rs: (rs["Name"], rs["Type"])),
     }

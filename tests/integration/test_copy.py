@@ -196,6 +196,8 @@ def inventory(url: str) -> config.Inventory:
 @pytest.fixture
 def fresh(tricky, endpoint, tmp_path):
     """A clean target and bucket, a journal, a run id and the chunk plan."""
+    with _admin("target") as conn:  # the lab's reset knows only the lab's own databases
+        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
     lab.reset()
     _empty_bucket(inventory(endpoint[1]))
     inv = inventory(endpoint[1])

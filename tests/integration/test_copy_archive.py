@@ -1,16 +1,23 @@
 """The document archive copy on the real lab (SFTP from src-app into moto): every file staged
 once with its SHA-256 and metadata; a SIGKILL mid-copy, then a rerun, stages only what is
-missing; a rerun after completion copies nothing (incremental)."""
+missing; a rerun after completion copies nothing (incremental).
+
+And back onto the target application host (tgt-app): every file with the source's SHA-256, mode
+and mtime; files already there skipped; a corrupted staged object refused before any byte of it
+reaches its place; a different file in the way refused before anything is written; a SIGKILL
+mid-restore, then a rerun, writes only the rest; the rollback removes exactly what was written."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from urllib.parse import unquote
@@ -19,8 +26,17 @@ import pytest
 
 from migrate import config
 from migrate.adapters import cloud
+from migrate.engine import state
+from migrate.engine.events import Bus
+from migrate.engine.executor import Executor
 from migrate.engine.journal import Journal
-from migrate.transfer import archive
+from migrate.engine.ops import Context
+from migrate.engine.sinks import LiveSink
+from migrate.errors import StepFailed
+from migrate.model.plan import WavePlan
+from migrate.steps import files as file_steps
+from migrate.steps.database import OpenStaging
+from migrate.transfer import archive, restore
 from migrate.transfer.log import TransferLog
 from tests.integration import lab_support as lab
 
@@ -98,3 +114,158 @@ def test_archive_is_staged_once_resumed_after_sigkill_and_incremental(documents,
     assert again["copied"] == 0 and again["skipped_unchanged"] == len(documents)
     assert len(cloud.list_versions(s3, bucket, prefix + "/manifest.json")[prefix + "/manifest.json"]) == 1, \
         "an unchanged manifest is not written again"
+
+
+# --- restoring onto the target application host ---------------------------------------------
+
+TARGET = "/srv/personale/documents"
+RESTORE_ARGS = {"host": "tgt-app", "path": TARGET, "system": "personnel"}
+
+
+def target_root() -> Path:
+    return lab.host_root("tgt-app") / TARGET.lstrip("/")
+
+
+def files_of(root: Path) -> dict[str, tuple[str, str, int]]:
+    """path -> (SHA-256, mode, mtime) of every file under root."""
+    return {str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest(), oct(p.stat().st_mode & 0o7777),
+                                       int(p.stat().st_mtime)) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def dirs_of(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_dir()} if root.exists() else set()
+
+
+@pytest.fixture
+def restorable(clean_lab):
+    """The lab's archive plus files with modes and mtimes of their own (one private, one in a
+    directory whose name needs quoting); the target path as the lab left it, without them."""
+    source = lab.host_root("src-app") / ARCHIVE.lstrip("/")
+    extra = source / "zz-restore"
+    (extra / "sub dir").mkdir(parents=True)
+    private, shared = extra / "private scan.pdf", extra / "sub dir" / "D'Angelo Nicolò.pdf"
+    private.write_bytes(os.urandom(3 * 1024 * 1024))
+    shared.write_bytes(b"%PDF-1.4 shared")
+    private.chmod(0o600)
+    shared.chmod(0o640)
+    os.utime(private, (1_500_000_000, 1_500_000_000))
+    os.utime(shared, (1_400_000_000, 1_400_000_000))
+    yield source
+    shutil.rmtree(extra)
+    shutil.rmtree(target_root() / "zz-restore", ignore_errors=True)
+
+
+def run_steps(run_id: str, steps: list) -> tuple[Journal, Context, WavePlan]:
+    """What `migrate run` does with these steps: plan, journal the plan, apply."""
+    inv = config.load(lab.INVENTORY)
+    ctx = Context(inv=inv, run_id=run_id, wave="wave-test")
+    plan = WavePlan("wave-test", run_id, tuple(step.plan(ctx) for step in steps))
+    j = Journal(inv.state_dir / "journal.sqlite")
+    j.append(run_id, "wave-test", "run_started", {"plan": plan.to_json(), "operator": "test"})
+    Executor(j, LiveSink(ctx), Bus()).apply(plan)
+    return j, ctx, plan
+
+
+def stage_steps() -> list:
+    return [OpenStaging(lab.BUCKET), file_steps.StageArchive("personnel", "src-app", ARCHIVE),
+            file_steps.OpenArchiveRestore("personnel", "tgt-app", TARGET)]
+
+
+def result_of(j: Journal, run_id: str, step: str) -> dict:
+    return [r.data["result"] for r in j.records(run_id=run_id) if r.kind == "effect_done" and r.step == step][-1]
+
+
+def test_archive_is_restored_with_its_checks_incrementally_and_rolled_back_exactly(restorable):
+    before_dirs = dirs_of(target_root())
+    # Already in place with the right content: skipped, and kept by the rollback. Not in the archive: untouched.
+    present = target_root() / "zz-restore" / "sub dir" / "D'Angelo Nicolò.pdf"
+    present.parent.mkdir(parents=True)
+    shutil.copy2(restorable / "zz-restore" / "sub dir" / "D'Angelo Nicolò.pdf", present)
+    unrelated = target_root() / "zz-restore" / "notes.txt"
+    unrelated.write_text("not from the archive")
+    source = files_of(restorable)
+
+    steps = [*stage_steps(), file_steps.RestoreArchive("personnel", "tgt-app", TARGET)]
+    j, ctx, plan = run_steps("run-restore", steps)
+    done = result_of(j, "run-restore", "personnel/restore-archive")
+    assert done["files"] == len(source) and done["skipped_present"] == 1 and done["written"] == len(source) - 1
+    restored = files_of(target_root())
+    assert {k: v for k, v in restored.items() if k != "zz-restore/notes.txt"} == source, "SHA-256, mode and mtime"
+    assert restored["zz-restore/private scan.pdf"][1:] == ("0o600", 1_500_000_000)
+    assert not [p for p in target_root().rglob("*") if ".migrate-" in p.name], "no temporary file left"
+
+    again = file_steps.restore_from_bucket(ctx, **RESTORE_ARGS)
+    assert again["written"] == 0 and again["skipped_present"] == len(source), "incremental"
+
+    view = state.latest(j.records(wave="wave-test"))
+    Executor(j, LiveSink(ctx), Bus()).undo(plan, view.pending_undo())
+    assert set(files_of(target_root())) == {"zz-restore/notes.txt", "zz-restore/sub dir/D'Angelo Nicolò.pdf"}, \
+        "exactly the files the restore wrote are gone"
+    assert dirs_of(target_root()) == before_dirs | {"zz-restore", "zz-restore/sub dir"}, "and the directories it made"
+    assert cloud.list_versions(cloud.client(ctx.inv), lab.BUCKET, "") == {}
+
+
+def restore_child(run_id: str) -> None:
+    """A slow restore, to be killed halfway: one JSON line per restored file."""
+    write, lock = restore.Writer.restore, threading.Lock()
+
+    def slowly(self, entry):
+        size = write(self, entry)
+        with lock:  # two writer threads: one whole line at a time
+            sys.stdout.write(json.dumps({"event": "restored"}) + "\n")
+            sys.stdout.flush()
+        time.sleep(0.3)
+        return size
+    restore.Writer.restore = slowly
+    ctx = Context(inv=config.load(lab.INVENTORY), run_id=run_id, wave="wave-test")
+    file_steps.restore_from_bucket(ctx, **RESTORE_ARGS)
+
+
+def test_refusals_then_a_killed_restore_resumes_writing_only_the_rest(restorable):
+    _, ctx, _ = run_steps("run-refuse", stage_steps())
+    source = files_of(restorable)
+    manifest = json.loads(b"".join(cloud.iter_object(ctx.s3, lab.BUCKET, f"{file_steps.archive_prefix(ctx, 'personnel')}"
+                                                                         "/manifest.json")))
+    victim = next(f for f in manifest["files"] if f["path"] == "zz-restore/private scan.pdf")
+    final = target_root() / victim["path"]
+
+    # A different file in the way: refused before anything is written.
+    in_the_way = target_root() / "zz-restore" / "sub dir" / "D'Angelo Nicolò.pdf"
+    in_the_way.parent.mkdir(parents=True)
+    in_the_way.write_bytes(b"%PDF-1.4 someone else's")
+    untouched = files_of(target_root())
+    with pytest.raises(StepFailed, match="1 document.* differ from the staged ones .first: zz-restore/sub dir/D'Angelo"):
+        file_steps.restore_from_bucket(ctx, **RESTORE_ARGS)
+    assert files_of(target_root()) == untouched
+    in_the_way.unlink()
+
+    # A staged object with one flipped byte (its metadata intact): refused, nothing at its place.
+    original = b"".join(cloud.iter_object(ctx.s3, lab.BUCKET, victim["key"]))
+    metadata = cloud.head_metadata(ctx.s3, lab.BUCKET, victim["key"])
+    flipped = bytearray(original)
+    flipped[len(flipped) // 2] ^= 0x01
+    ctx.s3.put_object(Bucket=lab.BUCKET, Key=victim["key"], Body=bytes(flipped), Metadata=metadata)
+    with pytest.raises(StepFailed, match=f"staged object s3://{lab.BUCKET}/{re.escape(victim['key'])}: SHA-256 .*"
+                                         "refusing to restore it"):
+        file_steps.restore_from_bucket(ctx, **RESTORE_ARGS)
+    assert not final.exists() and not [p for p in target_root().rglob("*") if ".migrate-" in p.name]
+    ctx.s3.put_object(Bucket=lab.BUCKET, Key=victim["key"], Body=original, Metadata=metadata)
+
+    # Killed after a few files; the step's undo (what a resume runs first) and a rerun finish it.
+    child = "import sys; from tests.integration.test_copy_archive import restore_child; restore_child(sys.argv[1])"
+    proc = subprocess.Popen([sys.executable, "-c", child, "run-refuse"],
+                            cwd=lab.ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = 0
+    for line in proc.stdout:
+        seen += json.loads(line)["event"] == "restored"
+        if seen == 3:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()[-2000:]
+    file_steps.remove_restore_leftovers(ctx, **RESTORE_ARGS)
+    done = file_steps.restore_from_bucket(ctx, **RESTORE_ARGS)
+    assert done["skipped_present"] >= 3 and done["written"] + done["skipped_present"] == len(source)
+    assert files_of(target_root()) == source
+    file_steps.remove_restored(ctx, **RESTORE_ARGS)
+    assert files_of(target_root()) == {}, "every attempt's files, as its intent recorded them"

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import dataclasses
+import http.client
 import json
 import os
 import shutil
@@ -98,7 +100,7 @@ def port_is_listening(port: int) -> bool:
 
 
 def all_ports(ports: LabPorts) -> list[int]:
-    return [ports.pg_source, ports.pg_target, ports.ssh_src_app, ports.ssh_tgt_app, ports.s3]
+    return list(dataclasses.asdict(ports).values())
 
 
 def with_dbname(dsn: str, dbname: str) -> str:
@@ -220,9 +222,16 @@ def test_up_reports_every_service_up_with_passfile_dsns(lab, lab_dir):
     assert lab["postgres"] == {"source": {"port": PORTS.pg_source, "up": True},
                                "target": {"port": PORTS.pg_target, "up": True}}
     assert lab["ssh"] == {"src-app": {"host": "127.0.0.1", "port": PORTS.ssh_src_app, "up": True},
-                          "tgt-app": {"host": "127.0.0.1", "port": PORTS.ssh_tgt_app, "up": True}}
+                          "tgt-app": {"host": "127.0.0.1", "port": PORTS.ssh_tgt_app, "up": True},
+                          "front": {"host": "127.0.0.1", "port": PORTS.ssh_front, "up": True}}
+    assert lab["http"] == {"src-app": {"port": PORTS.http_src_app, "up": True},
+                           "tgt-app": {"port": PORTS.http_tgt_app, "up": True},
+                           "front": {"port": PORTS.http_front, "up": True}}
     assert lab["s3"] == {"endpoint_url": f"http://127.0.0.1:{PORTS.s3}",
                          "buckets": ["comune-migration-staging"], "up": True}
+    assert lab["dns"]["zone"] == "comune.lab." and lab["dns"]["zone_id"]
+    assert lab["dns"]["records"] == {"personale.comune.lab.": "src-app.comune.lab.",
+                                     "presenze.comune.lab.": "src-app.comune.lab."}
     assert set(lab["databases"]) == {"personale", "presenze"}
     passfile = lab_dir / "secrets/pgpass"
     for dsns in lab["databases"].values():
@@ -256,12 +265,13 @@ def test_postgres_refuses_a_missing_or_wrong_password(lab, password, tmp_path):
 
 
 def test_ssh_hosts_run_commands_after_verifying_their_host_keys(lab, lab_dir):
-    for host, port in (("src-app", PORTS.ssh_src_app), ("tgt-app", PORTS.ssh_tgt_app)):
+    hosts = (("src-app", PORTS.ssh_src_app, "etc/hr"), ("tgt-app", PORTS.ssh_tgt_app, "etc/hr"),
+             ("front", PORTS.ssh_front, "etc/front/upstreams.conf"))
+    for host, port, expected in hosts:
         host_root = lab_dir / "hosts" / host / "root"
         client = ssh_client(lab_dir, port)
         try:
-            out = run_remote(client, f"test -d {host_root}/etc/hr && "
-                                     f"test -d {host_root}/srv/personale/documents && "
+            out = run_remote(client, f"test -e {host_root}/{expected} && "
                                      "/usr/bin/python3 -c 'print(\"ok\")'")
             assert out == "ok\n"
             if host == "src-app":
@@ -321,7 +331,8 @@ def test_no_secret_reaches_lab_json_status_or_logs(lab, lab_dir):
     assert (lab_dir / "ssh/id_ed25519").stat().st_mode & 0o777 == 0o600
 
     exposed = [lab_dir / "lab.json", lab_dir / "pg/source.log", lab_dir / "pg/target.log",
-               lab_dir / "s3/moto.log", *lab_dir.glob("hosts/*/sshd*")]
+               lab_dir / "s3/moto.log", lab_dir / "web/web.log", *lab_dir.glob("hosts/*/sshd*"),
+               *[p for p in lab_dir.glob("hosts/*/root/**/*") if p.is_file()]]
     texts = [json.dumps(services.status(lab_dir))] + [p.read_text() for p in exposed]
     for text in texts:
         assert not any(secret in text for secret in secrets)
@@ -416,6 +427,246 @@ def test_reseed_returns_the_target_side_to_its_initial_state(lab, lab_dir, seed_
     with psycopg.connect(lab["databases"]["presenze"]["source"]) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
     assert json.loads((lab_dir / "lab.json").read_text())["seeded"]["seed"] == 9
+
+
+# --- what a cutover works with: apps, front door, collector, DNS, replication, reset ---------
+#
+# These use the session lab (real seeded data, see conftest.py), put back to its post-seed
+# state before each test by `clean_lab` (services.reset).
+
+def session_port(name: str) -> int:
+    return lab_support.PORTS[name]
+
+
+def call(port: int, method: str, path: str, body: dict | None = None) -> tuple[int, dict, dict]:
+    """(status, headers, JSON body) of one HTTP request to the lab on 127.0.0.1."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        conn.request(method, path, body=data, headers=headers)
+        answer = conn.getresponse()
+        return answer.status, dict(answer.getheaders()), json.loads(answer.read() or b"null")
+    finally:
+        conn.close()
+
+
+def front(method: str, path: str, body: dict | None = None) -> tuple[int, dict, dict]:
+    return call(session_port("http_front"), method, path, body)
+
+
+def front_answer(method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    status, _, data = front(method, path, body)
+    return status, data
+
+
+def url_of(name: str) -> str:
+    return f"http://127.0.0.1:{session_port(name)}"
+
+
+def source_rows(query: str, params: tuple = ()) -> list[tuple]:
+    with psycopg.connect(lab_support.dsn("source", "presenze")) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def spool_dir() -> Path:
+    return lab_support.host_root("src-app") / "var/spool/hr/presenze"
+
+
+def set_upstream(service: str, url: str) -> None:
+    conf = lab_support.host_root("front") / "etc/front/upstreams.conf"
+    ini = configparser.ConfigParser()
+    ini.read(conf)
+    ini["upstreams"][service] = url
+    with open(conf, "w") as handle:
+        ini.write(handle)
+
+
+def test_both_source_apps_are_healthy_through_the_front_door(clean_lab):
+    for service in ("personale", "presenze"):
+        status, headers, body = front("GET", f"/{service}/health")
+        assert status == 200, body
+        assert headers["X-Upstream"] == url_of("http_src_app")
+        assert body == {"service": service, "host": "src-app", "status": "ok", "database": service,
+                        "server": f"127.0.0.1:{session_port('pg_source')}"}
+
+
+def test_the_target_apps_are_installed_but_stopped(clean_lab):
+    for service in ("personale", "presenze"):
+        status, _, body = call(session_port("http_tgt_app"), "GET", f"/{service}/health")
+        assert (status, body) == (503, {"service": service, "host": "tgt-app", "status": "stopped"})
+    assert not any(p.is_file() for p in lab_support.host_root("tgt-app").rglob("*"))
+
+
+def test_a_web_punch_through_the_front_door_lands_in_the_source(clean_lab):
+    employee = source_rows("SELECT min(employee_id) FROM staff WHERE active")[0][0]
+    status, headers, body = front("POST", "/presenze/punches", {"employee_id": employee, "direction": "IN"})
+    assert status == 201 and headers["X-Upstream"] == url_of("http_src_app")
+    row = source_rows("SELECT employee_id, direction, origin, badge_id, terminal_id, punched_at = recorded_at, "
+                      "now() - recorded_at < interval '1 minute' FROM punch WHERE punch_id = %s", (body["punch_id"],))
+    assert row == [(employee, "IN", "WEB", None, None, True, True)]
+    for bad in ({"employee_id": employee, "direction": "UP"}, {"employee_id": str(employee), "direction": "IN"},
+                {"employee_id": True, "direction": "IN"}, {"employee_id": 999999, "direction": "OUT"}):
+        assert front("POST", "/presenze/punches", bad)[0] == 400, bad
+
+
+def test_maintenance_stop_and_a_dead_database_make_the_apps_refuse(clean_lab):
+    root = lab_support.host_root("src-app")
+    (root / "var/lib/hr/presenze.maintenance").write_text("wave-1\n")
+    assert front_answer("GET", "/presenze/health") == (503, {"service": "presenze", "host": "src-app",
+                                                              "status": "maintenance"})
+    assert front("POST", "/presenze/punches", {"employee_id": 1, "direction": "IN"})[0] == 503
+    assert front("GET", "/personale/health")[0] == 200, "maintenance is per service"
+
+    (root / "run/hr/personale.running").unlink()  # the service manager stopped it
+    assert front("GET", "/personale/health")[2]["status"] == "stopped"
+
+    # A config that points at a port where no database listens: re-read on every request.
+    conf = root / "etc/hr/presenze.conf"
+    (root / "var/lib/hr/presenze.maintenance").unlink()
+    closed = OTHER_PORTS.pg_source + 5
+    conf.write_text(conf.read_text().replace(f"port={session_port('pg_source')}", f"port={closed}"))
+    status, _, body = front("GET", "/presenze/health")
+    assert (status, body["status"]) == (503, "database unreachable")
+    assert "port" not in json.dumps(body) and str(closed) not in json.dumps(body)
+
+
+def test_drain_loads_the_spooled_punches_exactly_once_even_in_maintenance(clean_lab):
+    files = sorted(spool_dir().glob("*.json"))
+    spooled = [json.loads(p.read_text()) for p in files]
+    assert len(spooled) == 3
+    employees = [p["employee_id"] for p in spooled]
+    assert source_rows("SELECT count(*) FROM staff WHERE employee_id = ANY(%s)", (employees,)) == [(3,)]
+    before = source_rows("SELECT count(*) FROM punch")[0][0]
+    (lab_support.host_root("src-app") / "var/lib/hr/presenze.maintenance").write_text("freeze\n")
+
+    status, _, body = front("POST", "/presenze/drain")
+
+    assert (status, body) == (200, {"drained": 3})
+    assert not list(spool_dir().iterdir())
+    loaded = source_rows("SELECT employee_id, badge_id, terminal_id, direction, punched_at FROM punch "
+                         "WHERE origin = 'TERM' AND recorded_at > now() - interval '1 minute' ORDER BY employee_id")
+    from datetime import datetime
+    assert loaded == sorted((p["employee_id"], p["badge_id"], p["terminal_id"], p["direction"],
+                             datetime.fromisoformat(p["punched_at"])) for p in spooled)
+    assert front("POST", "/presenze/drain")[2] == {"drained": 0}
+    # A drain that committed but died before deleting its files must not load them twice.
+    files[0].write_text(json.dumps(spooled[0]))
+    assert front("POST", "/presenze/drain")[2] == {"drained": 0}
+    assert source_rows("SELECT count(*) FROM punch")[0][0] == before + 3
+
+    (lab_support.host_root("src-app") / "run/hr/presenze.running").unlink()
+    assert front_answer("POST", "/presenze/drain") == (503, {"service": "presenze", "host": "src-app",
+                                                              "status": "stopped"})
+
+
+def test_the_front_door_follows_its_upstreams_file(clean_lab):
+    set_upstream("presenze", url_of("http_tgt_app"))
+    status, headers, body = front("GET", "/presenze/health")
+    assert (status, headers["X-Upstream"], body["host"]) == (503, url_of("http_tgt_app"), "tgt-app")
+    assert front("GET", "/personale/health")[0] == 200
+
+    set_upstream("presenze", f"http://127.0.0.1:{OTHER_PORTS.http_front + 7}")  # nothing listens
+    assert front_answer("GET", "/presenze/health") == (502, {"error": "upstream not answering",
+                                                              "service": "presenze"})
+    for refused in ("http://10.0.0.1:80", "http://localhost:80", "https://127.0.0.1:443"):
+        set_upstream("presenze", refused)
+        assert front("GET", "/presenze/health")[2]["error"] == "upstream not allowed"
+    assert front_answer("GET", "/archivio/health") == (502, {"error": "no upstream", "service": "archivio"})
+
+
+def test_dns_names_point_at_the_source_and_up_does_not_duplicate_the_zone(clean_lab):
+    expected = {"personale.comune.lab.": "src-app.comune.lab.", "presenze.comune.lab.": "src-app.comune.lab."}
+    assert lab_support.dns_records() == expected
+    assert {(rs["Type"], rs["TTL"]) for rs in lab_support.dns_record_sets()} == {("CNAME", 60)}
+    services.up(lab_support.LAB_DIR)
+    assert lab_support.dns_records() == expected  # still exactly one zone (checked inside)
+
+
+def test_both_clusters_run_with_logical_wal(clean_lab):
+    for side in ("source", "target"):
+        with psycopg.connect(lab_support.dsn(side, "postgres")) as conn:
+            assert conn.execute("SHOW wal_level").fetchone() == ("logical",)
+
+
+def test_a_source_subscription_replicates_from_the_target_through_the_replication_passfile(clean_lab):
+    passfile = lab_support.LAB_DIR / "pg/replication.pgpass"
+    info = passfile.stat()
+    assert (info.st_mode & 0o777, info.st_uid) == (0o600, __import__("pwd").getpwnam("postgres").pw_uid)
+    assert passfile.read_text().startswith(f"127.0.0.1:{session_port('pg_target')}:")
+    # What a cutover's fallback path does: target presenze publishes, source presenze subscribes.
+    with psycopg.connect(lab_support.dsn("target", "postgres"), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE presenze")
+    with psycopg.connect(lab_support.dsn("target", "presenze"), autocommit=True) as conn:
+        conn.execute("CREATE TABLE repl_probe (id int PRIMARY KEY, note text)")
+        conn.execute("CREATE PUBLICATION fallback FOR TABLE repl_probe")
+    conninfo = (f"host=127.0.0.1 port={session_port('pg_target')} dbname=presenze user=migrate "
+                f"passfile={passfile}")
+    with psycopg.connect(lab_support.dsn("source", "presenze"), autocommit=True) as conn:
+        conn.execute("CREATE TABLE repl_probe (id int PRIMARY KEY, note text)")
+        conn.execute(f"CREATE SUBSCRIPTION fallback CONNECTION '{conninfo}' PUBLICATION fallback")
+    with psycopg.connect(lab_support.dsn("target", "presenze"), autocommit=True) as conn:
+        conn.execute("INSERT INTO repl_probe VALUES (1, 'written on the target')")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not source_rows("SELECT * FROM repl_probe"):
+        time.sleep(0.2)
+    assert source_rows("SELECT * FROM repl_probe") == [(1, "written on the target")]
+
+    lab_support.reset()  # DROP DATABASE would fail while the subscription and its slot exist
+
+    for side in ("source", "target"):
+        with psycopg.connect(lab_support.dsn(side, "postgres")) as conn:
+            assert conn.execute("SELECT count(*) FROM pg_subscription").fetchone() == (0,)
+            assert conn.execute("SELECT count(*) FROM pg_replication_slots").fetchone() == (0,)
+    assert lab_support.databases("target") == set()
+    assert source_rows("SELECT to_regclass('repl_probe') IS NULL") == [(True,)]
+
+
+def test_reset_brings_back_the_initial_state_fast(clean_lab):
+    before = lab_support.snapshot()
+    src, tgt = lab_support.host_root("src-app"), lab_support.host_root("tgt-app")
+    # What a cutover (and a clumsy one) changes everywhere:
+    with psycopg.connect(lab_support.dsn("source", "presenze"), autocommit=True) as conn:
+        conn.execute("DELETE FROM punch WHERE punch_id IN (SELECT punch_id FROM punch LIMIT 5)")
+        conn.execute("ALTER DATABASE presenze SET timezone TO 'UTC'")
+    with psycopg.connect(lab_support.dsn("source", "personale"), autocommit=True) as conn:
+        conn.execute("UPDATE employee SET surname = upper(surname)")
+    with psycopg.connect(lab_support.dsn("target", "postgres"), autocommit=True) as conn:
+        conn.execute("CREATE ROLE hr_owner NOLOGIN")
+        conn.execute("CREATE DATABASE personale OWNER hr_owner")
+    (src / "var/lib/hr/presenze.maintenance").write_text("freeze\n")
+    (src / "run/hr/personale.running").unlink()
+    next(spool_dir().glob("*.json")).unlink()
+    (src / "etc/hr/presenze.conf").chmod(0o644)
+    archived = next(p for p in (src / "srv/personale/documents").rglob("*") if p.is_file())
+    archived.write_bytes(b"tampered")
+    (src / "srv/personale/documents/extra").mkdir()
+    (src / "srv/personale/documents/extra/new.pdf").write_bytes(b"%PDF")
+    (tgt / "etc/hr/presenze.conf").write_text("[database]\ndsn = host=127.0.0.1\n")
+    (tgt / "run/hr/presenze.running").write_text("")
+    set_upstream("presenze", url_of("http_tgt_app"))
+    set_upstream("personale", url_of("http_tgt_app"))
+    zone = next(z["Id"] for z in lab_support.aws_client("route53").list_hosted_zones()["HostedZones"]
+                if z["Name"] == "comune.lab.")
+    lab_support.aws_client("route53").change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [
+        {"Action": "UPSERT", "ResourceRecordSet": {"Name": "presenze.comune.lab.", "Type": "CNAME", "TTL": 60,
+                                                   "ResourceRecords": [{"Value": "tgt-app.comune.lab."}]}},
+        {"Action": "CREATE", "ResourceRecordSet": {"Name": "new.comune.lab.", "Type": "A", "TTL": 300,
+                                                   "ResourceRecords": [{"Value": "127.0.0.9"}]}}]})
+    lab_support.s3_client().put_object(Bucket=lab_support.BUCKET, Key="staged/x", Body=b"x")
+    changed = lab_support.snapshot()
+    assert all(changed[k] != before[k] for k in ("source", "target_databases", "bucket", "src-app",
+                                                 "tgt-app", "front", "dns"))
+    assert changed["source_objects"] != before["source_objects"]
+
+    result = services.reset(lab_support.LAB_DIR)
+
+    print(f"reset took {result['seconds']:.2f}s")
+    assert lab_support.snapshot() == before
+    assert result["seconds"] < 15
+    with psycopg.connect(lab_support.dsn("target", "postgres")) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = 'hr_owner'").fetchone() == (0,)
+    assert front("GET", "/presenze/health")[0] == 200
 
 
 # Last: takes the module's lab down.

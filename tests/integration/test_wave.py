@@ -60,9 +60,13 @@ def assert_no_secret_left_behind():
         assert not any(secret.encode() in b for b in blobs), "a secret reached the journal or Ansible artifacts"
 
 
+APPROVE = ("--approve", "tester")
+
+
 def test_wave_copies_everything_and_rollback_restores_the_initial_state(clean_lab):
+    lab.drain_spool()
     before = lab.snapshot()
-    done = lab.migrate("run", "wave-1", "--yes", extra_env=CANARY)
+    done = lab.migrate("run", "wave-1", "--yes", *APPROVE, extra_env=CANARY)
     assert done.returncode == 0, done.stderr
     assert_target_equals_source()
     assert_documents_staged()
@@ -75,7 +79,7 @@ def test_wave_copies_everything_and_rollback_restores_the_initial_state(clean_la
     assert status["chain"] == "intact" and status["waves"]["wave-1"]["status"] == "completed"
     assert all(s["state"] == "done" for s in status["waves"]["wave-1"]["steps"])
 
-    again = lab.migrate("run", "wave-1", "--yes")
+    again = lab.migrate("run", "wave-1", "--yes", *APPROVE)
     assert again.returncode == 0 and "already completed" in again.stdout
 
     back = lab.migrate("rollback", "wave-1", "--yes")
@@ -95,16 +99,18 @@ def test_dry_run_and_plan_change_nothing(clean_lab):
     assert planned.returncode == 0, planned.stderr
     result = json.loads(planned.stdout.strip().splitlines()[-1])
     steps = [s["id"] for s in result["plan"]["steps"]]
-    assert steps[0] == "freeze:src-app" and steps[-2:] == ["configure:tgt-app", "verify"]
+    assert steps[0] == "freeze:src-app" and steps.index("verify") < steps.index("attendance/way-back:presenze")
+    assert steps[-5:] == ["configure:tgt-app", "target-health", "go-no-go", "switch-entry", "post-cutover"]
     assert lab.snapshot() == before
     status = json.loads(lab.migrate("--json", "status", "wave-1").stdout)
     assert status["waves"]["wave-1"]["status"] == "not started"
 
 
 def test_sigkill_mid_wave_then_run_again_completes_without_repeating(clean_lab):
+    lab.drain_spool()
     before = lab.snapshot()
     proc = subprocess.Popen([sys.executable, "-m", "migrate.cli", "-i", str(lab.INVENTORY), "--json",
-                             "run", "wave-1", "--yes"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "run", "wave-1", "--yes", *APPROVE], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     events = []
     for line in proc.stdout:
         events.append(json.loads(line))
@@ -120,7 +126,7 @@ def test_sigkill_mid_wave_then_run_again_completes_without_repeating(clean_lab):
     status = json.loads(lab.migrate("--json", "status", "wave-1").stdout)["waves"]["wave-1"]
     assert status["status"] == "interrupted" and status["lock"] is None
 
-    resumed = lab.migrate("run", "wave-1", "--yes")
+    resumed = lab.migrate("run", "wave-1", "--yes", *APPROVE)
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed and completed" in resumed.stdout
     assert_target_equals_source()
@@ -159,7 +165,22 @@ def test_address_outside_allowed_networks_fails_closed(clean_lab, tmp_path):
     assert proc.returncode == 2 and "outside the allowed networks 127.0.0.2/32" in proc.stderr
 
 
+def require_rehearsal(inventory: str) -> None:
+    spec = lab.INVENTORY / "migrate.yml"
+    text = spec.read_text().replace("      blackout: []\n", "      blackout: []\n"
+                                    f"    require_rehearsal: {{inventory: {inventory}, max_age_days: 1}}\n", 1)
+    spec.write_text(text)
+
+
 def test_rehearsal_runs_rolls_back_and_records_both_timings(clean_lab):
+    lab.drain_spool()
+    original = (lab.INVENTORY / "migrate.yml").read_text()
+    require_rehearsal(".")
+    try:
+        refused = lab.migrate("preflight", "wave-1")
+    finally:
+        (lab.INVENTORY / "migrate.yml").write_text(original)
+    assert refused.returncode == 1 and "no rehearsal of wave-1" in refused.stderr
     before = lab.snapshot()
     proc = lab.migrate("run", "wave-1", "--rehearse", "--yes")
     assert proc.returncode == 0, proc.stderr
@@ -168,3 +189,9 @@ def test_rehearsal_runs_rolls_back_and_records_both_timings(clean_lab):
     wave = json.loads(lab.migrate("--json", "status", "wave-1").stdout)["waves"]["wave-1"]
     assert wave["status"] == "rolled_back"
     assert wave["rehearsal"]["run_seconds"] > 0 and wave["rehearsal"]["rollback_seconds"] > 0
+    require_rehearsal(".")
+    try:
+        allowed = lab.migrate("preflight", "wave-1")
+    finally:
+        (lab.INVENTORY / "migrate.yml").write_text(original)
+    assert allowed.returncode == 0 and "rehearsed 0.0 days ago" in allowed.stdout, allowed.stdout + allowed.stderr

@@ -54,11 +54,24 @@ def test_lab_inventory_loads():
     (lambda d: d.pop("waves"), "waves: required key is missing"),
     (lambda d: d["waves"]["wave-1"]["window"]["slots"][0].update(start="25:00"), "waves.wave-1.window.slots.0.start"),
     (lambda d: d["db_servers"]["cloud-pg"].update(password_env="X"), "db_servers.cloud-pg: give exactly one of passfile or password_env"),
+    (lambda d: d["db_servers"]["onprem-pg"].pop("replication_passfile"),
+     "db_servers.onprem-pg.replication_passfile: required: the way back after cutover replicates personnel/personale"),
+    (lambda d: d["entry_point"].pop("dns_zone"), "systems.personnel.app.dns: needs entry_point.dns_zone"),
+    (lambda d: d["entry_point"].update(proxy_host="gateway"), "entry_point.proxy_host: host 'gateway' is not in hosts.yml"),
+    (lambda d: d["entry_point"].update(url="http://192.0.2.7/"), "entry_point.url: address 192.0.2.7"),
+    (lambda d: d["waves"]["wave-1"].update(require_rehearsal={"max_age_days": 0}),
+     "waves.wave-1.require_rehearsal.max_age_days: Input should be greater than or equal to 1"),
 ])
 def test_bad_spec_names_file_and_field(tmp_path, edit, expected):
     found = problems(tmp_path, edit)
     assert any(expected in p for p in found), found
     assert all(p.startswith(str(tmp_path / "inv" / "migrate.yml")) for p in found)
+
+
+def test_target_app_host_needs_an_app_url_for_health_checks(tmp_path):
+    found = problems(tmp_path, hosts_edit=lambda d: d["all"]["children"]["target_app"]["hosts"]["tgt-app"]
+                     .pop("app_url"))
+    assert any("hosts.yml: hosts.tgt-app.app_url: required" in p for p in found), found
 
 
 def test_host_outside_allowed_networks(tmp_path):

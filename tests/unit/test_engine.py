@@ -141,3 +141,28 @@ def test_lock_of_a_killed_holder_is_taken_over(tmp_path):
     assert lock.holder(tmp_path, "w") is None
     with lock.wave_lock(tmp_path, "w", "run") as stale:
         assert stale["pid"] == child.pid
+
+
+def test_gate_stops_the_run_until_approved_and_journals_who(tmp_path):
+    from types import SimpleNamespace
+
+    from migrate.errors import AwaitingApproval
+    from migrate.steps.cutover import approve
+    OPS["test.gate"] = approve
+    spec = SimpleNamespace(waves={"w": SimpleNamespace(automatic=False)})
+    ctx = SimpleNamespace(wave="w", approved_by=None, inv=SimpleNamespace(spec=spec), check=False)
+    plan = WavePlan("w", "run-1", (StepPlan("a", "sys", "a", (add("a1"),)),
+                                   StepPlan("gate", "sys", "gate", (Action("test.gate", {}, "go/no-go"),)),
+                                   StepPlan("c", "sys", "c", (add("c1"),))))
+    j = Journal(tmp_path / "j")
+    start(j, plan)
+    with pytest.raises(AwaitingApproval, match="--approve NAME"):
+        Executor(j, LiveSink(ctx), Bus()).apply(plan)
+    view = state.latest(j.records(wave="w"))
+    assert view.status == "awaiting_approval" and view.steps["gate"].state == "waiting" and WORLD == ["a1"]
+    ctx.approved_by = "Maria Rossi"
+    Executor(j, LiveSink(ctx), Bus()).apply(plan, view)
+    view = state.latest(j.records(wave="w"))
+    assert WORLD == ["a1", "c1"] and view.approval == {"approved_by": "Maria Rossi", "how": "--approve"}
+    spec.waves["w"].automatic, ctx.approved_by = True, None
+    assert approve(ctx)["how"] == "automatic (spec)"

@@ -103,3 +103,36 @@ def test_window_uses_its_timezone():
 def test_duration():
     f = p.judge_duration("w", 3600 * 100 * 1024 * 1024, 100 * 1024 * 1024, True)
     assert "1:00:00" in f.reason and "measured" in f.reason
+
+
+@pytest.mark.parametrize("wal, slots, may, status, words", [
+    ("logical", 3, True, "pass", "publishes logically"),
+    ("replica", 3, True, "fail", "wal_level is replica"),
+    ("logical", 0, True, "fail", "no free replication slot"),
+    ("logical", 3, False, "fail", "may not create subscriptions"),
+])
+def test_way_back(wal, slots, may, status, words):
+    f = p.judge_way_back("presenze", wal, slots, may)
+    assert f.status == status and words in f.reason
+
+
+@pytest.mark.parametrize("current, status, words", [
+    ("src.example.", "pass", "points to the source"),
+    ("tgt.example.", "warn", "already points to the target"),
+    (None, "fail", "points to nothing"),
+    ("elsewhere.example.", "fail", "points to elsewhere.example."),
+])
+def test_dns(current, status, words):
+    f = p.judge_dns("hr.example.", current, "src.example.", "tgt.example.")
+    assert f.status == status and words in f.reason
+
+
+def test_rehearsal_required():
+    day = 86400.0
+    now = 100 * day
+    ok = [{"result": "rolled_back", "at": now - 2 * day}]
+    assert p.judge_rehearsal("w", ok, 30, now, "staging").status == "pass"
+    old = p.judge_rehearsal("w", [{"result": "rolled_back", "at": now - 40 * day}], 30, now, "staging")
+    assert old.status == "fail" and "40 days old (limit 30)" in old.reason
+    half = p.judge_rehearsal("w", [{"result": "cancelled", "at": now}], 30, now, "staging")
+    assert half.status == "fail" and "no rehearsal of w" in half.reason

@@ -213,3 +213,29 @@ def test_an_index_or_key_constraint_names_the_table_it_waits_for(sql, expected):
     kind = "CONSTRAINT" if sql.startswith("ALTER") else "INDEX"
     assert postdata.table_of(postdata.Item(0, kind, "s", "n", sql)) == expected
     assert postdata.table_of(postdata.Item(0, "FK CONSTRAINT", "s", "n", sql)) is None
+
+
+def test_restore_temporary_names_are_hidden_fixed_length_and_this_steps_own():
+    from migrate.transfer import restore
+
+    tag = restore.tag_for("run-1", "personnel/restore-archive")
+    assert tag == restore.tag_for("run-1", "personnel/restore-archive") != restore.tag_for("run-2", "personnel/restore-archive")
+    job = restore.RestoreJob(inv=None, s3=None, log=None, scope="personnel", host="tgt-app", path="/docs",
+                             top="/srv/docs", prefix="p", progress_prefix="q", tag=tag, workers=1)
+    long_name = "2023/" + "n" * 250 + ".pdf"
+    temp = job.temporary(long_name)
+    assert temp.startswith("/srv/docs/2023/" + restore.temp_prefix(tag)) and len(temp.rsplit("/", 1)[1]) < 40
+    assert job.temporary("2023/a.pdf") != temp and job.final(long_name) == "/srv/docs/" + long_name
+
+
+@pytest.mark.parametrize("target_path, ok", [("/srv/docs", True), ("srv/docs", False), (None, True)])
+def test_archive_target_path_must_be_absolute(target_path, ok):
+    from pydantic import ValidationError
+
+    from migrate.config import Archive
+
+    if ok:
+        assert Archive(host="h", path="/a", target_path=target_path).target_path == target_path
+    else:
+        with pytest.raises(ValidationError):
+            Archive(host="h", path="/a", target_path=target_path)

@@ -1,0 +1,353 @@
+"""The document archive back onto a host: from the bucket over SFTP onto the target application
+host, with the checks of staging.
+
+The staged manifest (its SHA-256 is the one the staging step journaled) says what to restore.
+Each object streams from the bucket into a temporary file beside its final path, hashed on the
+way; only when its size and SHA-256 match the manifest does it get its mode and mtime (from the
+object's metadata, which must agree with the manifest) and its name, by a rename that never
+replaces an existing file. A corrupted object is refused with no byte at its final path.
+
+Before the first write, the files about to be written and the directories about to be created
+are listed in an intent manifest in the bucket and journaled (count and SHA-256; paths stay out
+of the journal, they can name people): the rollback removes exactly those (a file only while it
+still has the size and mtime written), never a file that was there before. A file already at
+its place with the manifest's size and SHA-256 is skipped, so a rerun writes only what is
+missing; a different file in the way stops the restore before anything is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+import queue
+import shlex
+import stat
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+
+import paramiko
+
+from migrate.adapters import cloud, ssh
+from migrate.config import Inventory
+from migrate.errors import StepFailed
+from migrate.transfer.log import RESTORE_INTENT, TransferLog
+
+SFTP_WINDOW = 16 * 1024 * 1024
+HASH_GROUP = 500          # files per remote sha256sum call (its output must fit the channel window)
+DIR_MODE = 0o750          # the manifest has no directory modes; documents are personal data
+MANIFEST_SPOOL = 64 * 1024 * 1024
+
+
+@dataclass
+class RestoreJob:
+    inv: Inventory
+    s3: object
+    log: TransferLog
+    scope: str               # the system: the records' scope
+    host: str                # the target application host
+    path: str                # the target path as the spec gives it (for messages)
+    top: str                 # where that path is on the host (ssh.host_path)
+    prefix: str              # the staged archive: <prefix>/manifest.json, <prefix>/files/...
+    progress_prefix: str     # where the intent manifests go
+    tag: str                 # marks this step's temporary files
+    workers: int
+    manifest_sha256: str | None = None   # as the staging step journaled it
+
+    @property
+    def bucket(self) -> str:
+        return self.inv.spec.storage.bucket
+
+    def final(self, rel: str) -> str:
+        return posixpath.join(self.top, rel)
+
+    def temporary(self, rel: str) -> str:
+        # Fixed length (a long name plus a suffix could pass NAME_MAX), hidden, and ours by its prefix.
+        return posixpath.join(posixpath.dirname(self.final(rel)), f"{temp_prefix(self.tag)}{_digest(rel)[:16]}")
+
+
+def temp_prefix(tag: str) -> str:
+    return f".migrate-{tag}-"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def tag_for(run_id: str, step: str) -> str:
+    return _digest(f"{run_id} {step}")[:12]
+
+
+# --- what to restore, and what is there already ---------------------------------------------
+
+def read_manifest(job: RestoreJob) -> list[dict]:
+    """The staged archive's manifest, checked against the SHA-256 the staging step recorded."""
+    key = f"{job.prefix}/manifest.json"
+    expected = job.manifest_sha256
+    if expected is None:
+        raise StepFailed(f"s3://{job.bucket}/{key}: no SHA-256 for it in this run's journal; stage the archive first")
+    size = cloud.object_size(job.s3, job.bucket, key)
+    with cloud.fetch_verified(job.s3, job.bucket, key, sha256=expected, size=size, spool_bytes=MANIFEST_SPOOL) as f:
+        return json.loads(f.read())["files"]
+
+
+@contextmanager
+def host_errors(job: RestoreJob, doing: str):
+    """An SFTP or SSH failure as a step failure naming the host and the target path (the
+    server's message may name a file: only its kind and errno are kept)."""
+    try:
+        yield
+    except (OSError, paramiko.SSHException) as exc:
+        code = f" errno {exc.errno}" if getattr(exc, "errno", None) else ""
+        raise StepFailed(f"{job.host}:{job.path}: {doing} failed ({type(exc).__name__}{code})") from None
+
+
+def remote_stat(sftp: paramiko.SFTPClient, path: str) -> paramiko.SFTPAttributes | None:
+    try:
+        return sftp.stat(path)
+    except FileNotFoundError:
+        return None
+
+
+def remote_hashes(client: paramiko.SSHClient, top: str, rels: list[str]) -> dict[str, str]:
+    """SHA-256 of files under top, computed on the host (nothing crosses the network but hashes).
+    NUL-separated both ways: any file name survives."""
+    found = {}
+    for i in range(0, len(rels), HASH_GROUP):
+        stdin, out, _ = client.exec_command(f"cd -- {shlex.quote(top)} && xargs -0 -r sha256sum -z --", timeout=600)
+        stdin.write(b"\0".join(r.encode() for r in rels[i:i + HASH_GROUP]) + b"\0")
+        stdin.channel.shutdown_write()
+        body = out.read()
+        if out.channel.recv_exit_status() != 0:
+            raise StepFailed(f"{top}: the target host could not hash the files already there")
+        for record in filter(None, body.split(b"\0")):
+            found[record[66:].decode()] = record[:64].decode()
+    return found
+
+
+@dataclass(frozen=True)
+class Survey:
+    todo: list[dict]          # manifest entries to write
+    present: int              # already there with the right size and SHA-256
+    conflicts: list[str]      # a different file at the place of one of ours
+    dirs: list[str]           # directories to create (absolute on the host), parents first
+
+
+def survey(job: RestoreJob, client: paramiko.SSHClient, sftp: paramiko.SFTPClient, files: list[dict]) -> Survey:
+    todo, same_size, conflicts = [], [], []
+    for entry in files:
+        attrs = remote_stat(sftp, job.final(entry["path"]))
+        if attrs is None:
+            todo.append(entry)
+        elif not stat.S_ISREG(attrs.st_mode or 0) or attrs.st_size != entry["size"]:
+            conflicts.append(entry["path"])
+        else:
+            same_size.append(entry)
+    hashes = remote_hashes(client, job.top, [e["path"] for e in same_size]) if same_size else {}
+    differ = [e["path"] for e in same_size if hashes.get(e["path"]) != e["sha256"]]
+    return Survey(todo, len(same_size) - len(differ), sorted(conflicts + differ), _missing_dirs(job, sftp, todo))
+
+
+def _missing_dirs(job: RestoreJob, sftp: paramiko.SFTPClient, todo: list[dict]) -> list[str]:
+    wanted = {posixpath.dirname(job.final(e["path"])) for e in todo}
+    missing: set[str] = set()
+    for d in wanted:
+        while d not in missing and d != "/" and remote_stat(sftp, d) is None:
+            missing.add(d)
+            d = posixpath.dirname(d)
+    return sorted(missing, key=lambda d: (d.count("/"), d))
+
+
+# --- the intent: written down before the first write ----------------------------------------
+
+def record_intent(job: RestoreJob, found: Survey) -> dict:
+    attempt = len(job.log.restore_intents(job.scope)) + 1
+    body = json.dumps({"host": job.host, "path": job.path, "dirs": found.dirs,
+                       "files": [{k: e[k] for k in ("path", "size", "mtime", "sha256")} for e in found.todo]},
+                      sort_keys=True).encode()
+    key = f"{job.progress_prefix}/intent-{attempt:04d}.json"
+    stored = cloud.put_bytes(job.inv, job.s3, key, body)
+    record = {"attempt": attempt, "key": key, "files": len(found.todo), "dirs": len(found.dirs),
+              "bytes": sum(e["size"] for e in found.todo), "bytes_json": stored.size, "sha256": stored.sha256}
+    job.log.append(RESTORE_INTENT, job.scope, record)
+    return record
+
+
+def intents(job: RestoreJob) -> list[dict]:
+    """Every intent this run journaled for this archive, each checked against its SHA-256."""
+    found = []
+    for record in job.log.restore_intents(job.scope):
+        with cloud.fetch_verified(job.s3, job.bucket, record["key"], sha256=record["sha256"],
+                                  size=record["bytes_json"], spool_bytes=MANIFEST_SPOOL) as f:
+            found.append(json.loads(f.read()))
+    return found
+
+
+# --- writing one file -----------------------------------------------------------------------
+
+class Writer:
+    """One SSH connection and SFTP session to the target host, used by one thread."""
+
+    def __init__(self, job: RestoreJob):
+        self.job, self.stack = job, ExitStack()
+        self.client = self.stack.enter_context(ssh.connect(job.inv, job.host))
+        self.sftp = paramiko.SFTPClient.from_transport(self.client.get_transport(), window_size=SFTP_WINDOW,
+                                                       max_packet_size=32768)
+        self.stack.callback(self.sftp.close)
+
+    def close(self) -> None:
+        self.stack.close()
+
+    def restore(self, entry: dict) -> int:
+        job, key = self.job, entry["key"]
+        mode, mtime = _checked_metadata(job, entry)
+        temp = job.temporary(entry["path"])
+        try:
+            sha, size = self._write(temp, key)
+            if sha != entry["sha256"] or size != entry["size"]:
+                raise StepFailed(f"staged object s3://{job.bucket}/{key}: SHA-256 {sha[:16]}… ({size} bytes) differs"
+                                 f" from the manifest's {entry['sha256'][:16]}… ({entry['size']} bytes); refusing"
+                                 " to restore it")
+            self.sftp.chmod(temp, mode)
+            self.sftp.utime(temp, (mtime, mtime))
+            self.sftp.rename(temp, job.final(entry["path"]))  # SSH_FXP_RENAME: fails if the name exists
+        except BaseException:
+            _remove(self.sftp, temp)
+            raise
+        return size
+
+    def _write(self, temp: str, key: str) -> tuple[str, int]:
+        digest, size = hashlib.sha256(), 0
+        with self.sftp.open(temp, "wb") as f:
+            self.sftp.chmod(temp, 0o600)  # nobody else reads a document while it is incomplete
+            f.set_pipelined(True)
+            for block in cloud.iter_object(self.job.s3, self.job.bucket, key):
+                digest.update(block)
+                size += len(block)
+                f.write(block)
+        return digest.hexdigest(), size
+
+
+def _checked_metadata(job: RestoreJob, entry: dict) -> tuple[int, int]:
+    """Mode and mtime from the object's metadata, which must say what the manifest says."""
+    meta = cloud.head_metadata(job.s3, job.bucket, entry["key"]) or {}
+    agrees = (meta.get("sha256") == entry["sha256"] and meta.get("size") == str(entry["size"])
+              and meta.get("mtime") == str(entry["mtime"]) and meta.get("mode") == entry["mode"])
+    if not agrees:
+        raise StepFailed(f"staged object s3://{job.bucket}/{entry['key']}: its metadata disagrees with the"
+                         " manifest; refusing to restore it")
+    return int(meta["mode"], 8), int(meta["mtime"])
+
+
+def _remove(sftp: paramiko.SFTPClient, path: str) -> bool:
+    try:
+        sftp.remove(path)
+        return True
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return False  # the connection itself broke: the undo's walk finds the leftover
+
+
+# --- the whole restore ----------------------------------------------------------------------
+
+def restore_archive(job: RestoreJob) -> dict:
+    files = read_manifest(job)
+    with ssh.connect(job.inv, job.host) as client, host_errors(job, "preparing the restore"), \
+            client.open_sftp() as sftp:
+        found = survey(job, client, sftp, files)
+        if found.conflicts:
+            raise StepFailed(f"{len(found.conflicts)} document(s) at {job.host}:{job.path} differ from the staged ones"
+                             f" (first: {found.conflicts[0]}); a restore never replaces a file it did not write: move"
+                             " them away, then run again")
+        if found.todo:
+            record_intent(job, found)  # before the first directory or file exists
+        for d in found.dirs:
+            sftp.mkdir(d, DIR_MODE)
+    errors, written = _write_all(job, found.todo)
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise StepFailed(f"{errors[0]}{more}; {len(written)} of {len(found.todo)} documents restored: a rerun"
+                         " continues from there")
+    return {"files": len(files), "written": len(written), "skipped_present": found.present,
+            "bytes_written": sum(written), "dirs_created": len(found.dirs)}
+
+
+def _write_all(job: RestoreJob, todo: list[dict]) -> tuple[list[str], list[int]]:
+    pending: queue.SimpleQueue = queue.SimpleQueue()
+    for entry in sorted(todo, key=lambda e: -e["size"]):
+        pending.put(entry)
+    errors, written, stop, lock = [], [], threading.Event(), threading.Lock()
+
+    def run() -> None:
+        with ExitStack() as stack:
+            writer = None
+            while not stop.is_set():
+                try:
+                    entry = pending.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    if writer is None:
+                        writer = Writer(job)
+                        stack.callback(writer.close)
+                    size = writer.restore(entry)
+                    with lock:
+                        written.append(size)
+                except Exception as exc:  # noqa: BLE001 - reported as data, raised once at the end
+                    with lock:
+                        errors.append(str(exc) if isinstance(exc, StepFailed)
+                                      else f"document {entry['path']}: {type(exc).__name__}")
+                    stop.set()
+
+    with ThreadPoolExecutor(job.workers, thread_name_prefix="restore") as pool:
+        for future in [pool.submit(run) for _ in range(job.workers)]:
+            future.result()
+    return errors, written
+
+
+# --- undoing it -----------------------------------------------------------------------------
+
+def remove_leftovers(job: RestoreJob) -> int:
+    """Temporary files of this step (a killed or failed attempt): never a document's final name."""
+    prefix = temp_prefix(job.tag)
+    with ssh.connect(job.inv, job.host) as client, host_errors(job, "removing temporary files"), \
+            client.open_sftp() as sftp:
+        if remote_stat(sftp, job.top) is None:
+            return 0
+        doomed = [rel for rel, _ in ssh.walk(sftp, job.top) if posixpath.basename(rel).startswith(prefix)]
+        return sum(_remove(sftp, job.final(rel)) for rel in doomed)
+
+
+def remove_restored(job: RestoreJob) -> dict:
+    """Every file this run's restore wrote that still has the size and mtime it was given, and
+    every directory it created that is empty again; temporary leftovers too."""
+    removed = kept = dirs = 0
+    recorded = intents(job)
+    with ssh.connect(job.inv, job.host) as client, host_errors(job, "removing restored files"), \
+            client.open_sftp() as sftp:
+        for intent in recorded:
+            for entry in intent["files"]:
+                attrs = remote_stat(sftp, job.final(entry["path"]))
+                if attrs is None:
+                    continue
+                if attrs.st_size == entry["size"] and int(attrs.st_mtime) == entry["mtime"]:
+                    removed += _remove(sftp, job.final(entry["path"]))
+                else:
+                    kept += 1  # changed since: someone else's now
+    leftovers = remove_leftovers(job)
+    with ssh.connect(job.inv, job.host) as client, host_errors(job, "removing directories"), \
+            client.open_sftp() as sftp:
+        for d in sorted({d for i in recorded for d in i["dirs"]}, key=lambda d: -d.count("/")):
+            dirs += _rmdir(sftp, d)
+    return {"removed": removed, "kept_changed": kept, "dirs_removed": dirs, "leftovers_removed": leftovers}
+
+
+def _rmdir(sftp: paramiko.SFTPClient, path: str) -> bool:
+    try:
+        sftp.rmdir(path)
+        return True
+    except OSError:
+        return False  # not empty (someone else's files) or gone already
