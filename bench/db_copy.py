@@ -16,6 +16,8 @@ The machine is noisy: compare only figures of one run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import os
 import platform
@@ -34,7 +36,8 @@ from migrate.lab.inventory import ROOT, write_lab_inventory
 from migrate.lab.services import LabPorts
 
 LAB = ROOT / ".lab-bench-copy"
-PORTS = LabPorts(pg_source=21432, pg_target=21433, ssh_src_app=21201, ssh_tgt_app=21202, s3=21900)
+PORTS = LabPorts(pg_source=21432, pg_target=21433, ssh_src_app=21201, ssh_tgt_app=21202, s3=21900,
+                 ssh_front=21203, http_src_app=21281, http_tgt_app=21282, http_front=21280)
 DB = "presenze"
 JOBS = 2
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -110,11 +113,12 @@ def pgcopydb(target: str) -> dict:
     return {}
 
 
-def migrate_copy(target: str) -> dict:
+def migrate_copy(target: str, level: int | None = None) -> dict:
     """The engine in a child process (its peak RSS is measured): stage the schema, create the
-    target, then the pipeline through S3 with SSE and SHA-256, as the wave's steps do."""
+    target, then the pipeline through S3 with SSE and SHA-256, as the wave's steps do.
+    `level`: another zstd level than the spec's (`--levels`)."""
     fresh_target(target, create=False)
-    args = {"target": target, "prefix": f"bench/{uuid.uuid4().hex[:8]}/db/{DB}"}
+    args = {"target": target, "prefix": f"bench/{uuid.uuid4().hex[:8]}/db/{DB}", "level": level}
     proc = subprocess.Popen([sys.executable, __file__, "_migrate-db", json.dumps(args)], env=env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = proc.stdout.read(), proc.stderr.read()
@@ -134,6 +138,8 @@ def _migrate_db_child(args: dict) -> None:
 
     inv = config.load(inventory_dir())
     settings = dbcopy.Settings.from_spec(inv.spec.transfer)
+    if args.get("level") is not None:
+        settings = dataclasses.replace(settings, level=args["level"])
     s3 = cloud.client(inv, pool=4 * settings.workers + 4)
     source, target = dbcopy.Side("onprem-pg", DB), dbcopy.Side("cloud-pg", args["target"])
     started = time.monotonic()
@@ -364,6 +370,7 @@ def main() -> None:
     parser.add_argument("--archive-gb", type=float, default=2.1)
     parser.add_argument("--files", type=int, default=10500)
     parser.add_argument("--skip-db", action="store_true")
+    parser.add_argument("--levels", default="", help="also run migrate at these zstd levels, e.g. 1,6")
     parser.add_argument("--skip-archive", action="store_true")
     parser.add_argument("--purge", action="store_true", help="delete the benchmark lab at the end")
     opts = parser.parse_args()
@@ -372,6 +379,8 @@ def main() -> None:
         services.up(LAB, ports=PORTS, employees=1000, years=10, seed=1)
         inventory_dir()
         report["settings"] = config.load(inventory_dir()).spec.transfer.model_dump()
+        for level in filter(None, opts.levels.split(",")):
+            DB_TOOLS[f"migrate through S3, zstd level {int(level)}"] = functools.partial(migrate_copy, level=int(level))
         if not opts.skip_db:
             report["databases"] = bench_databases(opts.rounds)
             print("\n" + table(report["databases"]["seconds"], "migrate through S3 (zstd, SHA-256, SSE)"))

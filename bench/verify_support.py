@@ -10,7 +10,8 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB_DIR = ROOT / ".lab-bench-verify"
-PORTS = {"pg_source": 20432, "pg_target": 20433, "ssh_src_app": 20201, "ssh_tgt_app": 20202, "s3": 20900}
+PORTS = {"pg_source": 20432, "pg_target": 20433, "ssh_src_app": 20201, "ssh_tgt_app": 20202, "s3": 20900,
+         "ssh_front": 20203, "http_src_app": 20281, "http_tgt_app": 20282, "http_front": 20280}
 DATABASES = ("personale", "presenze")
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 

@@ -170,7 +170,7 @@ class Transfer(Strict):
     workers: int | None = Field(None, ge=1, le=64, description="default: the machine's cores")
     chunk_mb: int = Field(64, ge=1, le=4096)
     buffer_mb: int = Field(256, ge=16, le=65536)
-    compression_level: int = Field(3, ge=-7, le=22)
+    compression_level: int = Field(1, ge=-7, le=22)
     staging_expiry_days: int = Field(7, ge=1, le=365)
 
 

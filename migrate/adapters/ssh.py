@@ -75,3 +75,13 @@ def read_text(inv: Inventory, name: str, path: str) -> str | None:
                 return f.read().decode("utf-8")
         except FileNotFoundError:
             return None
+
+
+SFTP_WINDOW = 16 * 1024 * 1024
+
+
+def wide_sftp(client: paramiko.SSHClient) -> paramiko.SFTPClient:
+    """An SFTP session for bulk files: the default window stalls a fast link waiting for
+    window adjustments."""
+    return paramiko.SFTPClient.from_transport(client.get_transport(), window_size=SFTP_WINDOW,
+                                              max_packet_size=32768)

@@ -37,7 +37,6 @@ from migrate.transfer.log import ARCHIVE_BATCH, TransferLog
 BATCH_FILES = 500
 BATCH_SECONDS = 5.0
 READ_BLOCK = 1024 * 1024
-SFTP_WINDOW = 16 * 1024 * 1024
 
 
 @dataclass
@@ -99,9 +98,7 @@ class Worker:
         self.job, self.top = job, top
         self.stack = ExitStack()
         self.client = self.stack.enter_context(ssh.connect(job.inv, job.host))
-        # A wide window: the default one stalls a fast link waiting for window adjustments.
-        self.sftp = paramiko.SFTPClient.from_transport(self.client.get_transport(), window_size=SFTP_WINDOW,
-                                                       max_packet_size=32768)
+        self.sftp = ssh.wide_sftp(self.client)
         self.stack.callback(self.sftp.close)
 
     def close(self) -> None:

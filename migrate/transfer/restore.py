@@ -35,7 +35,6 @@ from migrate.config import Inventory
 from migrate.errors import StepFailed
 from migrate.transfer.log import RESTORE_INTENT, TransferLog
 
-SFTP_WINDOW = 16 * 1024 * 1024
 HASH_GROUP = 500          # files per remote sha256sum call (its output must fit the channel window)
 DIR_MODE = 0o750          # the manifest has no directory modes; documents are personal data
 MANIFEST_SPOOL = 64 * 1024 * 1024
@@ -193,8 +192,7 @@ class Writer:
     def __init__(self, job: RestoreJob):
         self.job, self.stack = job, ExitStack()
         self.client = self.stack.enter_context(ssh.connect(job.inv, job.host))
-        self.sftp = paramiko.SFTPClient.from_transport(self.client.get_transport(), window_size=SFTP_WINDOW,
-                                                       max_packet_size=32768)
+        self.sftp = ssh.wide_sftp(self.client)
         self.stack.callback(self.sftp.close)
 
     def close(self) -> None:
