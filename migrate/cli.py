@@ -205,6 +205,8 @@ def status(o: Options, wave: str | None) -> None:
         if w.get("rehearsal"):
             r = w["rehearsal"]
             out.print(f"  rehearsal: ran in {r['run_seconds']:.1f}s, rolled back in {r['rollback_seconds']:.1f}s")
+        if w.get("approval"):
+            out.print(f"  go/no-go: approved by {w['approval']['approved_by'] or w['approval']['how']}")
         if w.get("lock"):
             out.print(f"  locked by pid {w['lock'].get('pid')} on {w['lock'].get('host')} since {w['lock'].get('since')}")
         table = Table("step", "state", "seconds", "note", box=None, pad_edge=False)

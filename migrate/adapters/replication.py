@@ -24,6 +24,9 @@ from migrate.config import Inventory
 from migrate.errors import StepFailed
 
 POLL_SECONDS = 0.2
+# pg_subscription is shared by the whole cluster; names are unique per database only.
+OWN_SUBSCRIPTION = ("SELECT 1 FROM pg_subscription WHERE subname = %s"
+                    " AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())")
 
 
 def name_for(dbname: str) -> str:
@@ -53,7 +56,7 @@ def start(inv: Inventory, *, source: str, source_db: str, target: str, target_db
             conn.execute(sql.SQL("CREATE PUBLICATION {} FOR ALL TABLES").format(sql.Identifier(name)))
     info = subscription_conninfo(inv, source=source, target=target, target_db=target_db)
     with db.connect(inv, source, source_db, autocommit=True) as conn:
-        if not _exists(conn, "SELECT 1 FROM pg_subscription WHERE subname = %s", name):
+        if not _exists(conn, OWN_SUBSCRIPTION, name):
             _run(conn, f"subscription {name} on {source}/{source_db}", sql.SQL(
                 "CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = false)").format(
                 sql.Identifier(name), sql.Literal(info), sql.Identifier(name)))
@@ -151,7 +154,7 @@ def _carry_sequences(conn, sequences: list[tuple[str, str, int]]) -> int:
 
 
 def _drop_subscription(conn, name: str) -> None:
-    if not _exists(conn, "SELECT 1 FROM pg_subscription WHERE subname = %s", name):
+    if not _exists(conn, OWN_SUBSCRIPTION, name):
         return
     ident = sql.Identifier(name)
     conn.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident))
