@@ -44,7 +44,7 @@ def preflight(inv: config.Inventory, wave: str, *, bus: Bus, run_id: str | None 
     """Every check, journalled as evidence under the run it guards (or a run id of its own)."""
     _wave(inv, wave)
     j = journal(inv)
-    findings = checks.run_checks(inv, wave, throughput=_throughput(j, wave), total_bytes=_wave_bytes(inv, wave))
+    findings = checks.run_checks(inv, wave, pace=_pace(j), total_bytes=_wave_bytes(inv, wave))
     j.append(run_id or f"{wave}-preflight-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}", wave, "preflight",
              {"findings": [f.to_json() for f in findings], "operator": operator()})
     for f in findings:
@@ -77,12 +77,20 @@ def _wave_bytes(inv: config.Inventory, wave: str) -> int:
     return total
 
 
-def _throughput(j: Journal, wave: str) -> float | None:
-    """Bytes per second of the last completed run of any wave, as it recorded at its end."""
+def _pace(j: Journal) -> checks.Pace | None:
+    """How the last completed run went: bytes per second of the steps that move data, and the
+    seconds of everything else (playbooks, checks, verification), which do not grow with bytes."""
     for r in reversed(j.records()):
-        if r.kind == "run_finished" and r.data.get("seconds") and r.data.get("bytes"):
-            return r.data["bytes"] / r.data["seconds"]
+        if r.kind == "run_finished" and r.data.get("bytes") and r.data.get("data_seconds"):
+            data = r.data["data_seconds"]
+            return checks.Pace(r.data["bytes"] / data, max(r.data["seconds"] - data, 0.0))
     return None
+
+
+def _data_seconds(j: Journal, wave_plan: WavePlan) -> float:
+    steps = state.latest(j.records(wave=wave_plan.wave)).steps
+    moving = [steps[s.id] for s in wave_plan.steps if s.volume]
+    return round(sum(v.ended - v.started for v in moving if v.started and v.ended), 3)
 
 
 def make_plan(inv: config.Inventory, wave: str, run_id: str, *, key: str | None = None) -> WavePlan:
@@ -193,6 +201,7 @@ def run(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm, dry_run
         _apply_or_roll_back(inv, key, j, bus, ctx, wave_plan, view if resuming else None)
         j.append(wave_plan.run_id, key, "run_finished", {
             "operator": operator(), "seconds": round(time.monotonic() - started, 3),
+            "data_seconds": _data_seconds(j, wave_plan),
             "bytes": sum(s.volume.get("database_bytes", 0) + s.volume.get("bytes", 0) for s in wave_plan.steps)})
     verb = "resumed and completed" if resuming else "completed"
     return Outcome(key, "completed", f"{key} {verb} (run {wave_plan.run_id})", plan=wave_plan,

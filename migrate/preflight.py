@@ -135,11 +135,22 @@ def judge_window(wave: str, window: Window, now: datetime) -> Finding:
     return failed("maintenance window", wave, f"{day} {hhmm} {window.timezone} is outside the wave's window")
 
 
-def judge_duration(wave: str, total_bytes: int, throughput: float, measured: bool) -> Finding:
-    seconds = total_bytes / throughput if throughput else 0
-    basis = "measured by earlier runs" if measured else "assumed; no earlier run measured it"
-    return passed("estimated duration", wave, f"about {timedelta(seconds=round(seconds))} for {_size(total_bytes)}"
-                                              f" at {_size(throughput)}/s ({basis})")
+@dataclass(frozen=True)
+class Pace:
+    """From the last completed run: bytes/s of the data steps, seconds of the rest."""
+
+    throughput: float
+    fixed_seconds: float
+
+
+def judge_duration(wave: str, total_bytes: int, pace: Pace | None) -> Finding:
+    measured = pace is not None
+    pace = pace or Pace(DEFAULT_THROUGHPUT, 0.0)
+    seconds = total_bytes / pace.throughput + pace.fixed_seconds
+    basis = "measured by the last run" if measured else "assumed; no earlier run measured it"
+    return passed("estimated duration", wave, f"about {timedelta(seconds=round(seconds))}: {_size(total_bytes)}"
+                                              f" at {_size(pace.throughput)}/s plus {pace.fixed_seconds:.0f}s"
+                                              f" of other steps ({basis})")
 
 
 def judge_way_back(name: str, wal_level: str, free_slots: int, may_subscribe: bool) -> Finding:
@@ -356,7 +367,7 @@ def wave_hosts(inv: Inventory, wave: str) -> list[str]:
     return sorted(hosts)
 
 
-def run_checks(inv: Inventory, wave: str, *, now: datetime | None = None, throughput: float | None = None,
+def run_checks(inv: Inventory, wave: str, *, now: datetime | None = None, pace: Pace | None = None,
                total_bytes: int = 0) -> list[Finding]:
     spec = inv.spec
     found = [f for h in wave_hosts(inv, wave) for f in _guarded("ssh", h, lambda h=h: probe_host(inv, h, _need(inv, h)))]
@@ -371,5 +382,5 @@ def run_checks(inv: Inventory, wave: str, *, now: datetime | None = None, throug
     found += judge_service_level(spec.target.service_level,
                                  {n: spec.systems[n].classification for n in spec.waves[wave].systems})
     found.append(judge_window(wave, spec.waves[wave].window, now or datetime.now().astimezone()))
-    found.append(judge_duration(wave, total_bytes, throughput or DEFAULT_THROUGHPUT, throughput is not None))
+    found.append(judge_duration(wave, total_bytes, pace))
     return found

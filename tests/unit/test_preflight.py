@@ -101,8 +101,10 @@ def test_window_uses_its_timezone():
 
 
 def test_duration():
-    f = p.judge_duration("w", 3600 * 100 * 1024 * 1024, 100 * 1024 * 1024, True)
-    assert "1:00:00" in f.reason and "measured" in f.reason
+    f = p.judge_duration("w", 3600 * 100 * 1024 * 1024, p.Pace(100 * 1024 * 1024, 120.0))
+    assert "1:02:00" in f.reason and "plus 120s" in f.reason and "measured" in f.reason
+    assumed = p.judge_duration("w", 0, None)
+    assert "0:00:00" in assumed.reason and "assumed" in assumed.reason
 
 
 @pytest.mark.parametrize("wal, slots, may, status, words", [
