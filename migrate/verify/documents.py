@@ -38,6 +38,28 @@ def compare(system: str, manifest: dict, objects: dict[str, int], hashes: dict[s
     return section, diffs
 
 
+RESTORE = "restore the document again (run the wave, or its restore-archive step, again)"
+
+
+def compare_restored(system: str, manifest: dict, sizes: dict[str, int], hashes: dict[str, str] | None,
+                     where: str) -> tuple[Section, list[Difference]]:
+    """Every file of the manifest on the target host with its size (and, at full depth, its
+    SHA-256). Other files there are the application's own and are not judged."""
+    diffs = []
+    for f in manifest.get("files", []):
+        if f["path"] not in sizes:
+            diffs.append(Difference("documents", system, f["path"], "missing_on_target_host", RESTORE))
+        elif sizes[f["path"]] != f["size"]:
+            diffs.append(Difference("documents", system, f["path"], "size_differs_on_target_host", RESTORE,
+                                    detail=f"manifest {f['size']} bytes, target host {sizes[f['path']]} bytes"))
+        elif hashes is not None and hashes.get(f["path"]) != f["sha256"]:
+            diffs.append(Difference("documents", system, f["path"], "altered_on_target_host", RESTORE,
+                                    detail="SHA-256 on the target host differs from the manifest"))
+    section = Section("documents", system, "restored archive", "differs" if diffs else "ok",
+                      {"where": where, "files": len(manifest.get("files", [])), "hashed": hashes is not None})
+    return section, diffs
+
+
 def _check_file(system: str, f: dict, objects: dict[str, int], hashes: dict[str, str] | None) -> list[Difference]:
     if f["key"] not in objects:
         return [Difference("documents", system, f["path"], "missing_in_bucket", RESTAGE)]

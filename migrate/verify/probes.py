@@ -167,3 +167,18 @@ def archive_listing(inv: Inventory, host: str, path: str) -> dict[str, int]:
     with ssh.connect(inv, host) as client, client.open_sftp() as sftp:
         top = ssh.host_path(h, path)
         return {posixpath.normpath(rel): attrs.st_size for rel, attrs in ssh.walk(sftp, top)}
+
+
+def restored_archive(inv: Inventory, host: str, path: str, hash_paths: list[str] | None) -> tuple[dict, dict]:
+    """The archive restored on the target host: relative path -> size, and SHA-256 of
+    `hash_paths` computed on the host (no file crosses the network); empty when it is missing."""
+    from migrate.transfer.restore import remote_hashes  # the host-side hashing of the restore
+    h = ssh.host(inv, host)
+    with ssh.connect(inv, host) as client, client.open_sftp() as sftp:
+        top = ssh.host_path(h, path)
+        try:
+            sizes = {posixpath.normpath(rel): attrs.st_size for rel, attrs in ssh.walk(sftp, top)}
+        except FileNotFoundError:
+            return {}, {}
+        wanted = [p for p in (hash_paths or []) if p in sizes]
+        return sizes, remote_hashes(client, top, wanted) if wanted else {}

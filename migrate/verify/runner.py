@@ -222,5 +222,13 @@ def verify_archive(inv: Inventory, wave: str, run_id: str | None, system: str, d
         archive = inv.spec.systems[system].archive
         on_source = probes.archive_listing(inv, archive.host, archive.path)
         section, diffs = documents.compare(system, manifest, objects, hashes, on_source)
+        app = inv.spec.systems[system].app
+        if archive.target_path and app:
+            report.sections.append(section)
+            report.add(diffs)
+            paths = [f["path"] for f in manifest.get("files", [])] if depth == "full" else None
+            sizes, on_host = probes.restored_archive(inv, app.target_host, archive.target_path, paths)
+            section, diffs = documents.compare_restored(system, manifest, sizes, on_host if paths else None,
+                                                        f"{app.target_host}:{archive.target_path}")
     report.sections.append(section)
     report.add(diffs)

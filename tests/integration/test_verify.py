@@ -2,6 +2,7 @@
 the target, verify, expect exactly that difference named, and undo the injection."""
 
 import json
+import os
 import re
 from contextlib import contextmanager
 
@@ -78,6 +79,8 @@ def test_wave_verifies_itself_and_identical_data_exits_0(waved):
     assert {s["name"] for s in data["sections"] if s["area"] == "business"} >= {"punches_per_month"}
     docs = [s for s in data["sections"] if s["area"] == "documents"]
     assert docs[0]["status"] == "ok" and docs[0]["facts"]["files"] > 0 and docs[0]["facts"]["hashed"]
+    assert docs[1]["name"] == "restored archive" and docs[1]["status"] == "ok"
+    assert docs[1]["facts"]["files"] == docs[0]["facts"]["files"] and docs[1]["facts"]["hashed"]
     shown = lab.migrate("report", "wave-1")
     assert shown.returncode == 0 and "PASSED" in shown.stdout
 
@@ -253,6 +256,30 @@ def test_document_altered_in_the_bucket_and_one_missing(waved):
     assert found(data) == {("documents", "personnel", altered["path"], "altered_in_bucket", (), ()),
                            ("documents", "personnel", missing["path"], "missing_in_bucket", (), ())}
     assert {d["problem"] for d in sizes_only["differences"]} == {"missing_in_bucket"}
+
+
+def test_restored_document_altered_and_one_missing_on_the_target_host(waved):
+    _, files = manifest()
+    altered, missing = files[2], files[3]
+    top = lab.host_root("tgt-app") / "srv" / "personale" / "documents"
+    paths = {f["path"]: top / f["path"] for f in (altered, missing)}
+    original = {p: (path.read_bytes(), path.stat()) for p, path in paths.items()}
+    flipped = bytearray(original[altered["path"]][0])
+    flipped[len(flipped) // 2] ^= 0x01  # same size: only the SHA-256 on the host can see it
+    paths[altered["path"]].write_bytes(bytes(flipped))
+    paths[missing["path"]].unlink()
+    try:
+        data = verify()
+        sizes_only = verify(depth="checksums")
+    finally:
+        for p, (body, st) in original.items():
+            paths[p].write_bytes(body)
+            os.chmod(paths[p], st.st_mode & 0o7777)
+            os.utime(paths[p], ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert found(data) == {("documents", "personnel", altered["path"], "altered_on_target_host", (), ()),
+                           ("documents", "personnel", missing["path"], "missing_on_target_host", (), ())}
+    assert {d["problem"] for d in sizes_only["differences"]} == {"missing_on_target_host"}
+    assert verify()["status"] == "passed"
 
 
 def test_report_never_contains_a_personal_value(waved):
