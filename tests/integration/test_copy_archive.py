@@ -79,19 +79,24 @@ def child_main(journal: str, prefix: str) -> None:
     archive.stage_archive(job)
 
 
-def test_archive_is_staged_once_resumed_after_sigkill_and_incremental(documents, tmp_path):
-    journal, prefix = tmp_path / "journal.sqlite", "test/docs/personnel"
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from tests.integration.test_copy_archive import"
-                             " child_main; child_main(sys.argv[1], sys.argv[2])", str(journal), prefix],
-                            cwd=lab.ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    batches = 0
+def kill_after(call: str, args: list[str], event: str, count: int) -> None:
+    """Run `call` (a function of this module) in a child and SIGKILL it at the count-th `event`."""
+    code = f"import sys; from tests.integration import test_copy_archive as t; t.{call}"
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=lab.ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    seen = 0
     for line in proc.stdout:
-        batches += json.loads(line)["event"] == "archive_batch"
-        if batches == 2:
+        seen += json.loads(line)["event"] == event
+        if seen == count:
             os.kill(proc.pid, signal.SIGKILL)
             break
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read()[-2000:]
+
+
+def test_archive_is_staged_once_resumed_after_sigkill_and_incremental(documents, tmp_path):
+    journal, prefix = tmp_path / "journal.sqlite", "test/docs/personnel"
+    kill_after("child_main(sys.argv[1], sys.argv[2])", [str(journal), prefix], "archive_batch", 2)
 
     job = make_job(journal, prefix)
     result = archive.stage_archive(job)
@@ -252,17 +257,7 @@ def test_refusals_then_a_killed_restore_resumes_writing_only_the_rest(restorable
     ctx.s3.put_object(Bucket=lab.BUCKET, Key=victim["key"], Body=original, Metadata=metadata)
 
     # Killed after a few files; the step's undo (what a resume runs first) and a rerun finish it.
-    child = "import sys; from tests.integration.test_copy_archive import restore_child; restore_child(sys.argv[1])"
-    proc = subprocess.Popen([sys.executable, "-c", child, "run-refuse"],
-                            cwd=lab.ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    seen = 0
-    for line in proc.stdout:
-        seen += json.loads(line)["event"] == "restored"
-        if seen == 3:
-            os.kill(proc.pid, signal.SIGKILL)
-            break
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()[-2000:]
+    kill_after("restore_child(sys.argv[1])", ["run-refuse"], "restored", 3)
     file_steps.remove_restore_leftovers(ctx, **RESTORE_ARGS)
     done = file_steps.restore_from_bucket(ctx, **RESTORE_ARGS)
     assert done["skipped_present"] >= 3 and done["written"] + done["skipped_present"] == len(source)
