@@ -138,8 +138,17 @@ def test_failed_checks_after_the_switch_roll_the_wave_back(clean_lab):
     assert_front_door_serves("source")
 
 
-# The copy's own boundaries (mid-restore SIGKILL, then resume and rollback) are in test_wave.
-BOUNDARIES = ["freeze:src-app", "attendance/way-back:presenze", "configure:tgt-app", "switch-entry"]
+# One boundary per kind of undo (playbook, replication, front door and DNS) keeps CI short; the
+# copy's own (mid-restore SIGKILL, resume, rollback) is in test_wave. MIGRATE_TEST_EVERY_BOUNDARY=1
+# runs after every step of the lab wave (about 25 s each).
+EVERY_STEP = ["freeze:src-app", "attendance/evidence:presenze", "staging:comune-migration-staging",
+              "personnel/stage-db:personale", "attendance/stage-db:presenze", "personnel/stage-archive",
+              "personnel/open-restore-archive", "personnel/restore-archive", "personnel/create-db:personale",
+              "attendance/create-db:presenze", "personnel/restore-db:personale", "attendance/restore-db:presenze",
+              "verify", "personnel/way-back:personale", "attendance/way-back:presenze", "configure:tgt-app",
+              "target-health", "go-no-go", "switch-entry"]
+BOUNDARIES = EVERY_STEP if os.environ.get("MIGRATE_TEST_EVERY_BOUNDARY") else [
+    "freeze:src-app", "attendance/way-back:presenze", "configure:tgt-app", "switch-entry"]
 
 
 @pytest.mark.parametrize("boundary", BOUNDARIES)
