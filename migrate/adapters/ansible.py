@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -65,11 +66,19 @@ def run_playbook(inv: Inventory, playbook: str, hosts: list[str], extravars: dic
                       envvars=_ansible_env(inv, hosts, private))
     rc.prepare()
     rc.env = _scrub(rc.env)
+    rc.command = _dies_with_us(rc.command)
     runner = ansible_runner.Runner(config=rc)
     runner.run()
     result = _summarise(runner, private)
     _redact_command_artifact(private)
     return result
+
+
+def _dies_with_us(command: list[str]) -> list[str]:
+    """ansible-playbook killed with the orchestrator: a SIGKILLed run must not leave a playbook
+    running on, racing the rollback that follows (it would undo the rollback's work)."""
+    setpriv = shutil.which("setpriv")  # util-linux: the kernel's parent-death signal
+    return [setpriv, "--pdeathsig", "KILL", "--", *command] if setpriv else command
 
 
 def _ansible_env(inv: Inventory, hosts: list[str], private: Path) -> dict:
