@@ -4,7 +4,7 @@ known_hosts and a fresh connection per use (a reused one would skip that check).
 from __future__ import annotations
 
 import posixpath
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import paramiko
@@ -80,8 +80,16 @@ def read_text(inv: Inventory, name: str, path: str) -> str | None:
 SFTP_WINDOW = 16 * 1024 * 1024
 
 
-def wide_sftp(client: paramiko.SSHClient) -> paramiko.SFTPClient:
-    """An SFTP session for bulk files: the default window stalls a fast link waiting for
-    window adjustments."""
-    return paramiko.SFTPClient.from_transport(client.get_transport(), window_size=SFTP_WINDOW,
-                                              max_packet_size=32768)
+class BulkSession:
+    """One SSH connection and a wide-window SFTP session on it, for one thread moving many files
+    (the default window stalls a fast link waiting for window adjustments)."""
+
+    def __init__(self, inv: Inventory, name: str):
+        self._stack = ExitStack()
+        self.client = self._stack.enter_context(connect(inv, name))
+        self.sftp = paramiko.SFTPClient.from_transport(self.client.get_transport(), window_size=SFTP_WINDOW,
+                                                       max_packet_size=32768)
+        self._stack.callback(self.sftp.close)
+
+    def close(self) -> None:
+        self._stack.close()

@@ -22,7 +22,6 @@ import shlex
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Callable
 from urllib.parse import quote
@@ -96,13 +95,11 @@ class Worker:
 
     def __init__(self, job: ArchiveJob, top: str):
         self.job, self.top = job, top
-        self.stack = ExitStack()
-        self.client = self.stack.enter_context(ssh.connect(job.inv, job.host))
-        self.sftp = ssh.wide_sftp(self.client)
-        self.stack.callback(self.sftp.close)
+        self.session = ssh.BulkSession(job.inv, job.host)
+        self.client, self.sftp = self.session.client, self.session.sftp
 
     def close(self) -> None:
-        self.stack.close()
+        self.session.close()
 
     def copy(self, f: Remote) -> dict:
         path = posixpath.join(self.top, f.rel)

@@ -190,13 +190,12 @@ class Writer:
     """One SSH connection and SFTP session to the target host, used by one thread."""
 
     def __init__(self, job: RestoreJob):
-        self.job, self.stack = job, ExitStack()
-        self.client = self.stack.enter_context(ssh.connect(job.inv, job.host))
-        self.sftp = ssh.wide_sftp(self.client)
-        self.stack.callback(self.sftp.close)
+        self.job = job
+        self.session = ssh.BulkSession(job.inv, job.host)
+        self.client, self.sftp = self.session.client, self.session.sftp
 
     def close(self) -> None:
-        self.stack.close()
+        self.session.close()
 
     def restore(self, entry: dict) -> int:
         job, key = self.job, entry["key"]
