@@ -12,7 +12,8 @@ from pathlib import Path
 from migrate import config
 from migrate.adapters import cloud
 from migrate.engine.journal import Journal
-from migrate.transfer import archive
+from migrate.model import layout
+from migrate.transfer import archive_stage
 from migrate.transfer.log import TransferLog
 
 
@@ -20,12 +21,12 @@ def stage(inv: config.Inventory, workers: int) -> float:
     prefix = f"exp/w{workers}/{time.time_ns()}"
     s3 = cloud.client(inv, pool=2 * workers + 4)
     with tempfile.TemporaryDirectory() as tmp:
-        log = TransferLog(Journal(Path(tmp) / "j.sqlite"), "exp", "exp", "exp")
-        job = archive.ArchiveJob(inv=inv, s3=s3, log=log, scope="personnel", host="src-app",
-                                 path="/srv/personale/documents", prefix=prefix, progress_prefix=prefix + ".progress",
-                                 workers=workers, part_bytes=cloud.MIN_PART)
+        log = TransferLog(Journal(layout.journal_path(Path(tmp))), "exp", "exp", "exp")
+        job = archive_stage.ArchiveJob(inv=inv, s3=s3, log=log, scope="personnel", host="src-app",
+                                       path="/srv/personale/documents", prefix=prefix,
+                                       progress_prefix=prefix + ".progress", workers=workers, part_bytes=cloud.MIN_PART)
         started = time.monotonic()
-        archive.stage_archive(job)
+        archive_stage.stage_archive(job)
         seconds = time.monotonic() - started
     cloud.delete_prefix(s3, inv.spec.storage.bucket, "exp/")
     return seconds

@@ -31,9 +31,9 @@ import uuid
 from pathlib import Path
 
 from migrate import config
-from migrate.lab import services
+from migrate.lab import api as lab_api
+from migrate.lab.api import LabPorts
 from migrate.lab.inventory import ROOT, write_lab_inventory
-from migrate.lab.services import LabPorts
 
 LAB = ROOT / ".lab-bench-copy"
 PORTS = LabPorts(pg_source=21432, pg_target=21433, ssh_src_app=21201, ssh_tgt_app=21202, s3=21900,
@@ -132,6 +132,7 @@ def migrate_copy(target: str, level: int | None = None) -> dict:
 def _migrate_db_child(args: dict) -> None:
     from migrate.adapters import cloud
     from migrate.engine.journal import Journal
+    from migrate.model import layout
     from migrate.transfer import chunks as chunking
     from migrate.transfer import dbcopy
     from migrate.transfer.log import TransferLog
@@ -147,7 +148,7 @@ def _migrate_db_child(args: dict) -> None:
     with db.connect(inv, source.server, source.dbname) as conn:
         planned = chunking.plan_chunks(chunking.read_tables(conn, settings.chunk_bytes), settings.chunk_bytes)
     with tempfile.TemporaryDirectory() as tmp:
-        log = TransferLog(Journal(Path(tmp) / "journal.sqlite"), "bench", "bench", "bench")
+        log = TransferLog(Journal(layout.journal_path(Path(tmp))), "bench", "bench", "bench")
         dbcopy.stage_schema(inv, s3, source, args["prefix"])
         dbcopy.create_target(inv, s3, target, args["prefix"])
         marks = {}
@@ -289,8 +290,8 @@ def bench_archive(total_gb: float, files: int, rounds: int) -> dict:
                     objects = sum(page.get("KeyCount", 0) for page in s3.get_paginator("list_objects_v2")
                                   .paginate(Bucket=bucket, Prefix=prefix + "/files/" if "migrate" in name else prefix + "/"))
                     # moto keeps every byte in memory and lists versions slowly: a restart empties it.
-                    services.down(LAB)
-                    services.up(LAB, ports=PORTS, employees=1000, years=10, seed=1)
+                    lab_api.down(LAB)
+                    lab_api.up(LAB, ports=PORTS, employees=1000, years=10, seed=1)
                     s3 = cloud.client(inv)
                     results.setdefault(name, []).append(round(seconds, 2))
                     extras[name] = {**(extra or {}), "objects": objects}
@@ -314,18 +315,20 @@ def _migrate_archive(prefix: str) -> dict:
 def _migrate_archive_child(prefix: str) -> None:
     from migrate.adapters import cloud
     from migrate.engine.journal import Journal
-    from migrate.transfer import archive
+    from migrate.model import layout
+    from migrate.transfer import archive_stage
     from migrate.transfer.log import TransferLog
+    from migrate.transfer.pool import worker_count
 
     inv = config.load(inventory_dir())
-    workers = inv.spec.transfer.workers or os.cpu_count() or 2
+    workers = worker_count(inv.spec.transfer.workers)
     with tempfile.TemporaryDirectory() as tmp:
-        log = TransferLog(Journal(Path(tmp) / "journal.sqlite"), "bench", "bench", "bench")
-        job = archive.ArchiveJob(inv=inv, s3=cloud.client(inv, pool=2 * workers + 4), log=log, scope="bench",
-                                 host="src-app", path="/srv/personale/documents/bench", prefix=prefix,
-                                 progress_prefix=prefix + ".progress", workers=workers,
-                                 part_bytes=max(cloud.MIN_PART, min(inv.spec.transfer.chunk_mb, 64) * 2**20))
-        result = archive.stage_archive(job)
+        log = TransferLog(Journal(layout.journal_path(Path(tmp))), "bench", "bench", "bench")
+        job = archive_stage.ArchiveJob(inv=inv, s3=cloud.client(inv, pool=2 * workers + 4), log=log, scope="bench",
+                                       host="src-app", path="/srv/personale/documents/bench", prefix=prefix,
+                                       progress_prefix=prefix + ".progress", workers=workers,
+                                       part_bytes=max(cloud.MIN_PART, min(inv.spec.transfer.chunk_mb, 64) * 2**20))
+        result = archive_stage.stage_archive(job)
     cloud.delete_prefix(cloud.client(inv), inv.spec.storage.bucket, prefix + ".progress/")
     print(json.dumps({"files": result["files"], "workers": workers}))
 
@@ -376,7 +379,7 @@ def main() -> None:
     opts = parser.parse_args()
     report = {"versions": versions()}
     try:
-        services.up(LAB, ports=PORTS, employees=1000, years=10, seed=1)
+        lab_api.up(LAB, ports=PORTS, employees=1000, years=10, seed=1)
         inventory_dir()
         report["settings"] = config.load(inventory_dir()).spec.transfer.model_dump()
         for level in filter(None, opts.levels.split(",")):
@@ -389,7 +392,7 @@ def main() -> None:
             print("\n" + table(report["archive"]["seconds"], "migrate archive (SFTP -> S3, SHA-256 per file)",
                                report["archive"]["bytes"]))
     finally:
-        services.down(LAB, purge=opts.purge)
+        lab_api.down(LAB, purge=opts.purge)
     print("\n" + json.dumps(report, indent=1))
 
 

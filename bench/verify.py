@@ -120,10 +120,10 @@ def versions() -> dict:
 
 
 def main() -> None:
-    from migrate.lab import services
+    from migrate.lab import api as lab_api
     keep = "--keep" in sys.argv
     began = time.monotonic()
-    services.up(lab.LAB_DIR, ports=lab.lab_ports(), employees=1000, years=10, seed=1)
+    lab_api.up(lab.LAB_DIR, ports=lab.lab_ports(), employees=1000, years=10, seed=1)
     try:
         inventory = lab.write_inventory()
         copy_seconds = lab.copy_databases()
@@ -140,7 +140,7 @@ def main() -> None:
             print(case, "data-diff punch", dd_s, flush=True)
         write_results(copy_seconds, load, rows, argv, versions(), time.monotonic() - began)
     finally:
-        services.down(lab.LAB_DIR, purge=not keep)
+        lab_api.down(lab.LAB_DIR, purge=not keep)
 
 
 def write_results(copy_seconds, load, rows, argv, ver, total) -> None:

@@ -17,7 +17,7 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
 def lab_ports():
-    from migrate.lab.services import LabPorts
+    from migrate.lab.api import LabPorts
     return LabPorts(**PORTS)
 
 

@@ -17,9 +17,10 @@ from rich.console import Console
 from rich.table import Table
 
 from migrate import commands, config
-from migrate.adapters import environ
+from migrate.adapters import environ, guard
 from migrate.engine.events import Bus, json_lines
 from migrate.errors import ConfigError, MigrateError, PreflightFailed
+from migrate.model.result import WaveOutcome
 
 EXIT_CODES = """Exit codes: 0 success; 1 the operation failed (a step, a check, a verification);
 2 bad usage or bad configuration; 3 the wave is locked by another run; 4 the run stopped at the
@@ -34,7 +35,8 @@ class Options:
         self.inventory_dir, self.debug, self.json = inventory, debug, as_json
 
     def inventory(self) -> config.Inventory:
-        return config.load(self.inventory_dir)
+        # With the guard's resolver a host name outside the allowed networks fails here, before anything runs.
+        return config.load(self.inventory_dir, resolve=guard.resolve)
 
     def bus(self) -> Bus:
         return Bus(json_lines(sys.stdout)) if self.json else Bus(console_listener)
@@ -264,11 +266,9 @@ def _print_report(o: Options, data: dict, reports) -> None:
         click.echo(reports.text(data), nl=False)
 
 
-def _finish(o: Options, outcome: commands.Outcome) -> None:
+def _finish(o: Options, outcome: WaveOutcome) -> None:
     if o.json:
-        click.echo(json.dumps({"result": outcome.status, "wave": outcome.wave, "run_id": outcome.run_id,
-                               "message": outcome.message,
-                               "plan": outcome.plan.to_json() if outcome.plan else None}))
+        click.echo(json.dumps(outcome.to_json()))
     else:
         out.print(f"[bold]{outcome.message}[/]")
     if outcome.status == "cancelled":
@@ -296,6 +296,9 @@ def main() -> None:
     except MigrateError as exc:
         if debug:
             traceback.print_exc()
+        outcome = getattr(exc, "outcome", None)
+        if outcome and "--json" in sys.argv[1:]:  # which systems got through, as data
+            click.echo(json.dumps({**outcome.to_json(), "plan": None, "message": str(exc)}))
         for line in getattr(exc, "problems", [str(exc)]):
             err.print(f"error: {line}", markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)

@@ -1,52 +1,60 @@
-"""One function per verb. They carry the logic; the CLI only parses and prints."""
+"""One function per verb. They carry the logic; the CLI only parses and prints.
+
+This is the composition root: the only module that imports `migrate.ops` and fills the registry
+of operations the engine runs. A real run and a dry run go through the same set-up (scope, lock,
+state checks, preflight, planning) and differ only in where actions go: the live sink and the
+journal, or the dry-run sink and a journal that remembers nothing.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Callable
 
-from migrate import config, preflight as checks, steps
+from migrate import config, facts, scope, steps
+from migrate import preflight as checks
 from migrate.engine import lock, state
+from migrate.engine.context import Context
 from migrate.engine.events import Bus
 from migrate.engine.executor import Executor, NullJournal
 from migrate.engine.journal import Journal, new_run_id, operator
-from migrate.engine.ops import Context
+from migrate.engine.registry import Registry
 from migrate.engine.sinks import DryRunSink, LiveSink
-from migrate.errors import ConfigError, MigrateError, PreflightFailed, StepFailed
+from migrate.errors import MigrateError, PreflightFailed, StepFailed
+from migrate.facts.database import DatabaseSize
+from migrate.model.layout import journal_path
 from migrate.model.plan import WavePlan
+from migrate.model.result import WaveOutcome, systems_by_state
+from migrate.ops import app, archive, cutover, database, staging, verify
 
 Confirm = Callable[[str], bool]
-
-
-@dataclass
-class Outcome:
-    """What a verb did, for the CLI to print."""
-
-    wave: str
-    status: str
-    message: str
-    plan: WavePlan | None = None
-    run_id: str | None = None
+REGISTRY = Registry.from_modules(staging, database, archive, app, cutover, verify)
+RESUMABLE = ("failed", "interrupted", "awaiting_approval")
 
 
 def journal(inv: config.Inventory) -> Journal:
-    return Journal(inv.state_dir / "journal.sqlite")
+    return Journal(journal_path(inv.state_dir))
 
 
-def _wave(inv: config.Inventory, wave: str) -> None:
-    if wave not in inv.spec.waves:
-        known = ", ".join(sorted(inv.spec.waves))
-        raise ConfigError(f"{inv.path / config.SPEC_FILE}: waves: no wave '{wave}' (known: {known})")
+def context(inv: config.Inventory, run_id: str, wave: str, *, key: str = "", bus: Bus | None = None,
+            journal=None, approved_by: str | None = None) -> Context:
+    return Context(inv=inv, run_id=run_id, wave=wave, key=key, bus=bus or Bus(), journal=journal,
+                   approved_by=approved_by)
 
 
-def preflight(inv: config.Inventory, wave: str, *, bus: Bus, run_id: str | None = None) -> list[checks.Finding]:
-    """Every check, journalled as evidence under the run it guards (or a run id of its own)."""
-    _wave(inv, wave)
+def live_sink(ctx: Context) -> LiveSink:
+    return LiveSink(ctx, REGISTRY)
+
+
+def preflight(inv: config.Inventory, wave: str, *, bus: Bus, run_id: str | None = None,
+              record=None) -> list[checks.Finding]:
+    """Every check, journalled as evidence under the run it guards (or a run id of its own).
+    `record` is where the findings go: the inventory's journal unless told (a dry run's forgets)."""
+    scope.check_wave(inv, wave)
     j = journal(inv)
     findings = checks.run_checks(inv, wave, pace=_pace(j), total_bytes=_wave_bytes(inv, wave))
-    j.append(run_id or f"{wave}-preflight-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}", wave, "preflight",
-             {"findings": [f.to_json() for f in findings], "operator": operator()})
+    (record or j).append(run_id or f"{wave}-preflight-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}", wave,
+                         "preflight", {"findings": [f.to_json() for f in findings], "operator": operator()})
     for f in findings:
         bus.emit("check", **f.to_json())
     return findings
@@ -66,12 +74,11 @@ def _require(findings: list[checks.Finding], accept_warnings: bool) -> None:
 
 
 def _wave_bytes(inv: config.Inventory, wave: str) -> int:
-    from migrate.adapters import db
     total = 0
     for name in inv.spec.waves[wave].systems:
         for d in inv.spec.systems[name].databases.values():
             try:
-                total += db.database_size(inv, d.source.server, d.source.dbname)
+                total += DatabaseSize(d.source.server, d.source.dbname).collect(inv)
             except MigrateError:
                 pass  # unreachable: the postgres checks report it
     return total
@@ -93,136 +100,115 @@ def _data_seconds(j: Journal, wave_plan: WavePlan) -> float:
     return round(sum(v.ended - v.started for v in moving if v.started and v.ended), 3)
 
 
+def plan_steps(inv: config.Inventory, wave: str, run_id: str, wave_steps: list, *,
+               key: str | None = None) -> WavePlan:
+    """Gather the facts the steps need (each once), then plan every step from them."""
+    run = steps.Run(inv, wave, run_id)
+    found = facts.gather(inv, [fact for step in wave_steps for fact in step.needs(run)])
+    return WavePlan(key or wave, run_id, tuple(step.plan(run, found) for step in wave_steps))
+
+
 def make_plan(inv: config.Inventory, wave: str, run_id: str, *, key: str | None = None) -> WavePlan:
     """The plan of `wave`; `key` names it in the journal (the wave, or `wave@system` for --limit)."""
-    ctx = Context(inv=inv, run_id=run_id, wave=wave)
-    return WavePlan(key or wave, run_id, tuple(step.plan(ctx) for step in steps.build(inv, wave)))
+    return plan_steps(inv, wave, run_id, steps.build(inv.spec, wave), key=key)
 
 
-def _scoped(inv: config.Inventory, wave: str, limit: str | None) -> tuple[config.Inventory, str]:
-    """The inventory a run sees and the journal key of its runs: `--limit SYSTEM` narrows the
-    wave to that system and journals its runs apart, under `wave@system`."""
-    _wave(inv, wave)
-    if not limit:
-        return inv, wave
-    return inv.limited(wave, limit), f"{wave}@{limit}"
-
-
-def _covers(inv: config.Inventory, wave: str, key: str) -> set[str]:
-    return set(inv.spec.waves[wave].systems) if key == wave else {key.split("@", 1)[1]}
-
-
-def _active_scopes(inv: config.Inventory, j: Journal, wave: str) -> dict[str, state.RunView]:
-    """Every journal key of `wave` whose last run is not rolled back, with that run."""
-    found = {}
-    for key in j.waves():
-        if key == wave or key.startswith(wave + "@"):
-            view = state.latest(j.records(wave=key))
-            if view and view.status != "rolled_back":
-                found[key] = view
-    return found
-
-
-def _check_scope_for_run(inv: config.Inventory, j: Journal, wave: str, key: str) -> None:
-    active = _active_scopes(inv, j, wave)
-    mine = _covers(inv, wave, key)
-    for other, view in active.items():
-        shared = mine & _covers(inv, wave, other)
-        if other != key and shared:
-            raise MigrateError(f"{wave}: {', '.join(sorted(shared))} belongs to run {view.run_id} ({other},"
-                               f" {view.status}); finish or roll back that one first")
-    if key != wave:
-        system = key.split("@", 1)[1]
-        done = set().union(*[_covers(inv, wave, k) for k, v in active.items() if v.status == "completed"])
-        for dep in inv.spec.systems[system].depends_on:
-            if dep in inv.spec.waves[wave].systems and dep not in done:
-                raise MigrateError(f"--limit {system}: it depends on {dep}, which no completed run of {wave}"
-                                   f" has migrated; run `--limit {dep}` first")
-
-
-def _check_scope_for_rollback(inv: config.Inventory, j: Journal, wave: str, key: str) -> None:
-    if key == wave:
-        return
-    system = key.split("@", 1)[1]
-    for other, view in _active_scopes(inv, j, wave).items():
-        users = {s for s in _covers(inv, wave, other) if system in inv.spec.systems[s].depends_on}
-        if other != key and users:
-            raise MigrateError(f"--limit {system}: {', '.join(sorted(users))} depends on it and is still migrated"
-                               f" (run {view.run_id}); roll that back first")
-
-
-def plan(inv: config.Inventory, wave: str, *, bus: Bus, limit: str | None = None) -> Outcome:
-    """The dry run: checks, facts read, every step planned, checkable actions run in check mode.
-    A failed check does not stop a dry run (rehearse outside the window); it is reported."""
-    inv, _ = _scoped(inv, wave, limit)
-    preflight(inv, wave, bus=bus, run_id=f"{wave}-dry-run")
-    wave_plan = make_plan(inv, wave, run_id=f"{wave}-dry-run")
-    ctx = Context(inv=inv, run_id=wave_plan.run_id, wave=wave, bus=bus)
-    Executor(NullJournal(), DryRunSink(ctx), bus).apply(wave_plan)
-    return Outcome(wave, "planned", f"dry run of {wave}: nothing was changed", plan=wave_plan)
-
-
-RESUMABLE = ("failed", "interrupted", "awaiting_approval")
-# A failure here means the target took the traffic and does not serve it right: back at once.
-ROLLBACK_ON_FAILURE = ("post-cutover",)
+def plan(inv: config.Inventory, wave: str, *, bus: Bus, limit: str | None = None) -> WaveOutcome:
+    """The dry run: `run` with the dry-run sink (see there)."""
+    return run(inv, wave, bus=bus, confirm=lambda text: True, dry_run=True, limit=limit)
 
 
 def run(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm, dry_run: bool = False,
-        accept_warnings: bool = False, approved_by: str | None = None, limit: str | None = None) -> Outcome:
-    if dry_run:
-        return plan(inv, wave, bus=bus, limit=limit)
+        accept_warnings: bool = False, approved_by: str | None = None, limit: str | None = None) -> WaveOutcome:
+    """Run the wave (or resume its last run), or, with `dry_run`, go through exactly the same
+    set-up and send the actions to the dry-run sink: facts are read, checkable actions run in
+    check mode, nothing is changed and nothing is journalled. A failed check does not stop a dry
+    run (rehearse outside the window); it is reported."""
     full = inv
-    inv, key = _scoped(inv, wave, limit)
+    inv, key = scope.scoped(inv, wave, limit)
     j = journal(inv)
     # One lock per wave, whatever the limit: the parts of a wave share hosts and the front door.
-    with lock.wave_lock(inv.state_dir, wave, "run") as stale:
+    with lock.wave_lock(inv.state_dir, wave, "dry run" if dry_run else "run") as stale:
         view = state.latest(j.records(wave=key))
         if view and view.status == "completed":
-            return Outcome(key, "unchanged", f"{key} already completed in run {view.run_id}; nothing to do",
-                           run_id=view.run_id)
+            return _completed(key, wave, view, dry_run)
         if view and view.status in ("rolling_back",):
             raise MigrateError(f"{key}: run {view.run_id} is half rolled back; finish with `migrate rollback {wave}`")
-        _check_scope_for_run(full, j, wave, key)
-        resuming = view is not None and view.status in RESUMABLE
-        run_id = view.run_id if resuming else new_run_id(wave)
-        _require(preflight(inv, wave, bus=bus, run_id=run_id), accept_warnings)
-        started = time.monotonic()
-        if resuming:
-            wave_plan = view.plan
-            j.append(view.run_id, key, "run_resumed", {"operator": operator()})
-        else:
-            wave_plan = make_plan(inv, wave, run_id, key=key)
-            if not confirm(_describe(wave_plan)):
-                return Outcome(key, "cancelled", "cancelled; nothing was changed", plan=wave_plan)
-            j.append(wave_plan.run_id, key, "run_started", {"plan": wave_plan.to_json(), "operator": operator()})
-        if stale:
-            j.append(wave_plan.run_id, key, "takeover", {"previous": stale})
-        ctx = Context(inv=inv, run_id=wave_plan.run_id, wave=wave, bus=bus, approved_by=approved_by)
-        _apply_or_roll_back(inv, key, j, bus, ctx, wave_plan, view if resuming else None)
-        j.append(wave_plan.run_id, key, "run_finished", {
-            "operator": operator(), "seconds": round(time.monotonic() - started, 3),
-            "data_seconds": _data_seconds(j, wave_plan),
-            "bytes": sum(s.volume.get("database_bytes", 0) + s.volume.get("bytes", 0) for s in wave_plan.steps)})
-    verb = "resumed and completed" if resuming else "completed"
-    return Outcome(key, "completed", f"{key} {verb} (run {wave_plan.run_id})", plan=wave_plan,
-                   run_id=wave_plan.run_id)
+        scope.check_run(full, j, wave, key)
+        resumed = view if view is not None and view.status in RESUMABLE else None
+        run_id = resumed.run_id if resumed else new_run_id(wave)
+        findings = preflight(inv, wave, bus=bus, run_id=run_id, record=NullJournal() if dry_run else None)
+        wave_plan = resumed.plan if resumed else make_plan(inv, wave, run_id, key=key)
+        if dry_run:
+            return _dry_run(inv, wave, key, bus, wave_plan, resumed, approved_by)
+        _require(findings, accept_warnings)
+        return _run(inv, wave, key, j, bus, confirm, wave_plan, resumed, stale, approved_by)
 
 
-def _apply_or_roll_back(inv, key, j, bus, ctx, wave_plan, view) -> None:
+def _completed(key: str, wave: str, view: state.RunView, dry_run: bool) -> WaveOutcome:
+    undo = len(view.pending_undo())
+    limit = f" --limit {scope.limit_of(key)}" if scope.limit_of(key) else ""
+    then = (f"; a new run would change nothing. `migrate rollback {wave}{limit}` would undo its {undo} effects,"
+            " after which a new run would migrate it again") if dry_run else "; nothing to do"
+    succeeded, failed = systems_by_state(view.plan, view.states())
+    return WaveOutcome(key, "unchanged", f"{key} already completed in run {view.run_id}{then}", plan=view.plan,
+                       run_id=view.run_id, succeeded=succeeded, failed=failed)
+
+
+def _dry_run(inv, wave, key, bus, wave_plan, resumed, approved_by) -> WaveOutcome:
+    record = NullJournal()
+    ctx = context(inv, wave_plan.run_id, wave, key=key, bus=bus, journal=record, approved_by=approved_by)
+    Executor(record, DryRunSink(ctx, REGISTRY), bus).apply(wave_plan, resumed)
+    what = f"resuming run {resumed.run_id}" if resumed else f"a new run {wave_plan.run_id}"
+    return WaveOutcome(key, "planned", f"dry run of {key} ({what}): nothing was changed", plan=wave_plan,
+                       run_id=resumed.run_id if resumed else None)
+
+
+def _run(inv, wave, key, j, bus, confirm, wave_plan, resumed, stale, approved_by) -> WaveOutcome:
+    started = time.monotonic()
+    if resumed:
+        j.append(resumed.run_id, key, "run_resumed", {"operator": operator()})
+    else:
+        if not confirm(_describe(wave_plan)):
+            return WaveOutcome(key, "cancelled", "cancelled; nothing was changed", plan=wave_plan)
+        j.append(wave_plan.run_id, key, "run_started", {"plan": wave_plan.to_json(), "operator": operator()})
+    if stale:
+        j.append(wave_plan.run_id, key, "takeover", {"previous": stale})
+    ctx = context(inv, wave_plan.run_id, wave, key=key, bus=bus, journal=j, approved_by=approved_by)
+    _apply_or_roll_back(ctx, j, bus, wave_plan, resumed)
+    j.append(wave_plan.run_id, key, "run_finished", {
+        "operator": operator(), "seconds": round(time.monotonic() - started, 3),
+        "data_seconds": _data_seconds(j, wave_plan),
+        "bytes": sum(s.volume.get("database_bytes", 0) + s.volume.get("bytes", 0) for s in wave_plan.steps)})
+    verb = "resumed and completed" if resumed else "completed"
+    succeeded, failed = systems_by_state(wave_plan, state.latest(j.records(wave=key)).states())
+    return WaveOutcome(key, "completed", f"{key} {verb} (run {wave_plan.run_id})", plan=wave_plan,
+                       run_id=wave_plan.run_id, succeeded=succeeded, failed=failed)
+
+
+def _apply_or_roll_back(ctx: Context, j: Journal, bus: Bus, wave_plan: WavePlan, resumed) -> None:
+    """Apply the plan; when a step whose plan asks for it fails, undo the whole run at once."""
     try:
-        Executor(j, LiveSink(ctx), bus).apply(wave_plan, view)
+        Executor(j, live_sink(ctx), bus).apply(wave_plan, resumed)
     except StepFailed as exc:
-        failed = state.latest(j.records(wave=key))
-        step = next((s.id for s in failed.steps.values() if s.state == "failed"), None)
-        if step not in ROLLBACK_ON_FAILURE:
+        failed = state.latest(j.records(wave=ctx.key))
+        step = next((s for s in wave_plan.steps if failed.steps[s.id].state == "failed"), None)
+        exc.outcome = _failed_outcome(failed)
+        if step is None or not step.rollback_on_failure:
             raise
-        bus.emit("auto_rollback", step=step, error=str(exc))
-        _undo_all(ctx, j, bus, failed, reason=f"{step} failed")
+        bus.emit("auto_rollback", step=step.id, error=str(exc))
+        _undo_all(ctx, j, bus, failed, reason=f"{step.id} failed")
         raise StepFailed(f"{exc}; the wave was rolled back at once: the source serves again") from exc
 
 
+def _failed_outcome(view: state.RunView) -> WaveOutcome:
+    succeeded, failed = systems_by_state(view.plan, view.states())
+    return WaveOutcome(view.plan.wave, "failed", "failed", plan=view.plan, run_id=view.run_id,
+                       succeeded=succeeded, failed=failed)
+
+
 def rehearse(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm,
-             accept_warnings: bool = False, limit: str | None = None) -> Outcome:
+             accept_warnings: bool = False, limit: str | None = None) -> WaveOutcome:
     """Run the wave, then roll it back, and journal both timings as a rehearsal record
     (GDPR art. 32 wants restores that were tested, not assumed). The go/no-go gate is passed
     in the rehearsal's name: it is rolled back minutes later."""
@@ -237,8 +223,9 @@ def rehearse(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm,
     record = {"operator": operator(), "run_seconds": round(ran, 3), "rollback_seconds": round(undone, 3),
               "result": back.status}
     journal(inv).append(done.run_id, done.wave, "rehearsal", record)
-    return Outcome(done.wave, "rehearsed", f"{done.wave} rehearsed (run {done.run_id}): ran in {ran:.1f}s,"
-                                      f" rolled back in {undone:.1f}s", run_id=done.run_id)
+    return WaveOutcome(done.wave, "rehearsed", f"{done.wave} rehearsed (run {done.run_id}): ran in {ran:.1f}s,"
+                                          f" rolled back in {undone:.1f}s", run_id=done.run_id,
+                       succeeded=done.succeeded)
 
 
 def _describe(wave_plan: WavePlan) -> str:
@@ -248,26 +235,27 @@ def _describe(wave_plan: WavePlan) -> str:
     return "\n".join(lines)
 
 
-def rollback(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm, limit: str | None = None) -> Outcome:
+def rollback(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm,
+             limit: str | None = None) -> WaveOutcome:
     full = inv
-    inv, key = _scoped(inv, wave, limit)
+    inv, key = scope.scoped(inv, wave, limit)
     j = journal(inv)
     with lock.wave_lock(inv.state_dir, wave, "rollback") as stale:
         view = state.latest(j.records(wave=key))
         if view is None or view.status == "rolled_back":
-            return Outcome(key, "nothing", f"{key}: nothing to roll back")
-        _check_scope_for_rollback(full, j, wave, key)
+            return WaveOutcome(key, "nothing", f"{key}: nothing to roll back")
+        scope.check_rollback(full, j, wave, key)
         effects = view.pending_undo()
         text = "\n".join([f"roll back {key}, run {view.run_id} ({len(effects)} effects to undo, newest first):"]
                          + [f"  {step}: {a.undo.summary if a.undo else 'IRREVERSIBLE: ' + str(a.irreversible)}"
                             for _, step, a in effects])
         if not confirm(text):
-            return Outcome(key, "cancelled", "cancelled; nothing was changed")
+            return WaveOutcome(key, "cancelled", "cancelled; nothing was changed")
         if stale:
             j.append(view.run_id, key, "takeover", {"previous": stale})
-        _undo_all(Context(inv=inv, run_id=view.run_id, wave=wave, bus=bus), j, bus, view, reason="requested")
-    return Outcome(key, "rolled_back", f"{key} rolled back (run {view.run_id}, {len(effects)} effects undone)",
-                   run_id=view.run_id)
+        _undo_all(context(inv, view.run_id, wave, key=key, bus=bus, journal=j), j, bus, view, reason="requested")
+    return WaveOutcome(key, "rolled_back", f"{key} rolled back (run {view.run_id}, {len(effects)} effects undone)",
+                       run_id=view.run_id)
 
 
 def _undo_all(ctx: Context, j: Journal, bus: Bus, view: state.RunView, *, reason: str) -> None:
@@ -275,13 +263,13 @@ def _undo_all(ctx: Context, j: Journal, bus: Bus, view: state.RunView, *, reason
     effects = view.pending_undo()
     key = view.plan.wave
     j.append(view.run_id, key, "rollback_started", {"operator": operator(), "effects": len(effects), "reason": reason})
-    Executor(j, LiveSink(ctx), bus).undo(view.plan, effects)
+    Executor(j, live_sink(ctx), bus).undo(view.plan, effects)
     j.append(view.run_id, key, "rollback_finished", {"operator": operator()})
 
 
 def status(inv: config.Inventory, wave: str | None = None) -> dict:
     if wave:
-        _wave(inv, wave)
+        scope.check_wave(inv, wave)
     j = journal(inv)
     keys = set(inv.spec.waves) | set(j.waves())
     waves = sorted(k for k in keys if not wave or k == wave or k.startswith(wave + "@"))
@@ -306,7 +294,7 @@ def _wave_status(view: state.RunView | None, holder: dict | None) -> dict:
 
 
 def unlock(inv: config.Inventory, wave: str, *, force: bool = False) -> str:
-    _wave(inv, wave)
+    scope.check_wave(inv, wave)
     return lock.unlock(inv.state_dir, wave, force=force)
 
 
@@ -314,7 +302,7 @@ def verify(inv: config.Inventory, wave: str, *, bus: Bus, depth: str = "full") -
     """Verify WAVE's target against its source; the report is written and journalled.
     Differences are a result: the caller decides (the CLI exits 1 via VerificationFailed)."""
     from migrate.verify import report, runner
-    _wave(inv, wave)
+    scope.check_wave(inv, wave)
     j = journal(inv)
     view = state.latest(j.records(wave=wave))
     run_id = view.run_id if view else None  # its manifest and pre-copy evidence digests
@@ -326,6 +314,6 @@ def verify(inv: config.Inventory, wave: str, *, bus: Bus, depth: str = "full") -
 def report(inv: config.Inventory, wave: str) -> dict:
     """The last verification of WAVE, as journalled (its hash is checked)."""
     from migrate.verify import report as reports
-    _wave(inv, wave)
+    scope.check_wave(inv, wave)
     _, data = reports.last(inv, journal(inv), wave)
     return data

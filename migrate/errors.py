@@ -32,8 +32,9 @@ class StepFailed(MigrateError):
     """A step of a wave failed; the journal says what is done and what can be undone."""
 
 
-class AwaitingApproval(StepFailed):
-    """The run stopped at the go/no-go gate: nothing failed, someone must decide."""
+class AwaitingApproval(MigrateError):
+    """The run stopped at the go/no-go gate: nothing failed, someone must decide (resume with
+    `--approve NAME`, or roll back). Not a StepFailed: nothing treats it as a failure."""
 
     exit_code = 4
 

@@ -15,15 +15,15 @@ DEFAULT_LAB = ROOT / ".lab"
 SMALL = {"employees": 40, "years": 2, "seed": 1}
 
 
-def _services():
-    from migrate.lab import services  # imported late: only `lab` needs it
-    return services
+def _lab_api():
+    from migrate.lab import api  # imported late: only `lab` needs it
+    return api
 
 
 def _call(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
-    except _services().LabError as exc:
+    except _lab_api().LabError as exc:
         raise MigrateError(f"lab: {exc}") from None
 
 
@@ -31,15 +31,15 @@ def _ports(overrides: tuple[str, ...]):
     """None without overrides: a new lab takes the defaults, an existing one keeps its own."""
     if not overrides:
         return None
-    services = _services()
-    names = {f.name for f in fields(services.LabPorts)}
+    lab_api = _lab_api()
+    names = {f.name for f in fields(lab_api.LabPorts)}
     values = {}
     for item in overrides:
         name, _, value = item.partition("=")
         if name not in names or not value.isdigit():
             raise click.BadParameter(f"'{item}': expected NAME=PORT with NAME one of {', '.join(sorted(names))}")
         values[name] = int(value)
-    return services.LabPorts(**values)
+    return lab_api.LabPorts(**values)
 
 
 lab_dir_option = click.option("--lab-dir", type=click.Path(path_type=Path), default=DEFAULT_LAB,
@@ -68,8 +68,7 @@ def lab() -> None:
 @click.option("--port", "ports", multiple=True, metavar="NAME=PORT", help="Override a default port.")
 def up(lab_dir: Path, employees: int, years: int, seed: int, ports: tuple[str, ...]) -> None:
     """Build and start the lab (idempotent); seed it when it is new."""
-    services = _services()
-    _call(services.up, lab_dir, ports=_ports(ports), employees=employees, years=years, seed=seed)
+    _call(_lab_api().up, lab_dir, ports=_ports(ports), employees=employees, years=years, seed=seed)
     click.echo(f"lab up in {lab_dir}")
 
 
@@ -78,7 +77,7 @@ def up(lab_dir: Path, employees: int, years: int, seed: int, ports: tuple[str, .
 @click.option("--purge", is_flag=True, help="Also delete the lab directory and its data.")
 def down(lab_dir: Path, purge: bool) -> None:
     """Stop every process the lab started; keep the data unless --purge."""
-    _call(_services().down, lab_dir, purge=purge)
+    _call(_lab_api().down, lab_dir, purge=purge)
     click.echo(f"lab down{' and purged' if purge else ''}")
 
 
@@ -88,7 +87,7 @@ def down(lab_dir: Path, purge: bool) -> None:
 @click.pass_context
 def status(ctx: click.Context, lab_dir: Path, as_json: bool) -> None:
     """Services, addresses and DSNs (no secrets)."""
-    result = _call(_services().status, lab_dir)
+    result = _call(_lab_api().status, lab_dir)
     if as_json or (ctx.find_root().obj and ctx.find_root().obj.json):
         click.echo(json.dumps(result, indent=2))
         return
@@ -111,6 +110,6 @@ def status(ctx: click.Context, lab_dir: Path, as_json: bool) -> None:
 @scale
 def seed(lab_dir: Path, employees: int, years: int, seed: int) -> None:
     """Reseed the source with synthetic data and empty the target: the lab's initial state."""
-    counts = _call(_services().reseed, lab_dir, employees=employees, years=years, seed=seed)
+    counts = _call(_lab_api().reseed, lab_dir, employees=employees, years=years, seed=seed)
     punches = counts.get("presenze.punch") if isinstance(counts, dict) else None
     click.echo(f"seeded {employees} employees x {years} years (seed {seed})" + (f": {punches:,} punches" if punches else ""))

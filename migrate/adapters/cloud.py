@@ -275,6 +275,12 @@ def list_keys(s3, bucket: str, prefix: str) -> set[str]:
             for obj in page.get("Contents", [])}
 
 
+def object_sizes(s3, bucket: str, prefix: str) -> dict[str, int]:
+    """Current objects under prefix: key -> size (a plain listing, as `list_keys`)."""
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return {obj["Key"]: obj["Size"] for page in pages for obj in page.get("Contents", [])}
+
+
 def delete_unrecorded(s3, bucket: str, prefix: str, recorded: set[str]) -> int:
     """Delete every version of the keys under prefix that are not in `recorded`."""
     doomed = []
@@ -326,15 +332,26 @@ def incomplete_uploads(s3, bucket: str, prefix: str) -> list[str]:
     return [u["Key"] for u in _uploads(s3, bucket, prefix)]
 
 
-def count_prefix(s3, bucket: str, prefix: str) -> int:
-    return sum(len(v) for v in list_versions(s3, bucket, prefix).values())
-
-
 def head_bucket(inv: Inventory, s3) -> None:
     try:
         s3.head_bucket(Bucket=inv.spec.storage.bucket)
     except (BotoCoreError, ClientError) as exc:
         raise StepFailed(f"bucket {inv.spec.storage.bucket}: not reachable ({exc})") from None
+
+
+def bucket_settings(s3, bucket: str) -> dict[str, dict]:
+    """The bucket's answer to each settings request: the response, or {"Error": {"Code": ...}}
+    when it refused (S3 says "not configured" with an error too; `facts.bucket` tells the two
+    apart)."""
+    calls = {"region": s3.get_bucket_location, "encryption": s3.get_bucket_encryption,
+             "public_access_block": s3.get_public_access_block, "versioning": s3.get_bucket_versioning}
+    answers = {}
+    for name, call in calls.items():
+        try:
+            answers[name] = call(Bucket=bucket)
+        except (BotoCoreError, ClientError) as exc:
+            answers[name] = {"Error": {"Code": _code(exc)}}
+    return answers
 
 
 def object_size(s3, bucket: str, key: str) -> int:

@@ -9,7 +9,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 import psycopg
 from psycopg import sql
@@ -101,21 +104,6 @@ def child_env(inv: Inventory, server: str) -> dict:
     return {**keep, **secret_env(inv, server)}
 
 
-def dump_process(inv: Inventory, server: str, dbname: str) -> subprocess.Popen:
-    """pg_dump in custom format writing to a pipe; the caller streams it."""
-    args = [tool("pg_dump"), "--format=custom", "--compress=0", "--no-owner", "--no-acl",
-            "--dbname", conninfo(inv, server, dbname)]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env(inv, server))
-
-
-def restore_process(inv: Inventory, server: str, dbname: str) -> subprocess.Popen:
-    """pg_restore reading a custom-format archive from its stdin, in one transaction."""
-    args = [tool("pg_restore"), "--no-owner", "--no-acl", "--single-transaction", "--exit-on-error",
-            "--dbname", conninfo(inv, server, dbname)]
-    return subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env=child_env(inv, server))
-
-
 # --- the copy engine's I/O: sessions, COPY streams, schema archives ----------------------
 
 # Text COPY depends on these session settings (a DMY DateStyle on one side and MDY on the
@@ -183,12 +171,30 @@ def copy_in(conn: psycopg.Connection, statement: sql.Composable, blocks) -> int:
         return cur.rowcount
 
 
-def schema_dump_process(inv: Inventory, server: str, dbname: str) -> subprocess.Popen:
-    """pg_dump of the object definitions only (custom format, to a pipe): pre-data and post-data."""
-    # --create: the archive also carries the database's own settings and comment.
-    args = [tool("pg_dump"), "--format=custom", "--schema-only", "--create", "--no-owner", "--no-acl",
+@dataclass
+class Dump:
+    stream: BinaryIO
+    error: str | None = None  # when pg_dump failed: its last line of complaint (or its exit code)
+
+
+@contextmanager
+def schema_dump(inv: Inventory, server: str, dbname: str) -> Iterator[Dump]:
+    """pg_dump of the object definitions with their owners and grants (custom format, --create:
+    the database's own settings and comment too), streamed to the caller. Restores leave owners
+    and grants out; `transfer.roles` maps them and applies them at the end. After the block,
+    `error` says whether pg_dump failed (a failed dump may still have been read to its end)."""
+    args = [tool("pg_dump"), "--format=custom", "--schema-only", "--create",
             "--dbname", conninfo(inv, server, dbname)]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env(inv, server))
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env(inv, server))
+    dump = Dump(proc.stdout)
+    try:
+        yield dump
+    finally:
+        proc.stdout.close()
+        err = proc.stderr.read().decode(errors="replace").strip()
+        proc.wait()
+    if proc.returncode != 0:
+        dump.error = err.splitlines()[-1] if err else str(proc.returncode)
 
 
 def restore_section(inv: Inventory, server: str, dbname: str, archive: Path, section: str) -> None:
@@ -201,10 +207,11 @@ def restore_section(inv: Inventory, server: str, dbname: str, archive: Path, sec
         raise StepFailed(f"pg_restore --section={section} into {server}/{dbname} failed: {err[-1] if err else '?'}")
 
 
-def section_script(archive: Path, section: str, *, create: bool = False) -> str:
+def section_script(archive: Path, section: str, *, create: bool = False, owners: bool = False) -> str:
     """The SQL of one section of a schema archive (no database needed); with `create`, the
-    database-level entries too."""
-    args = [tool("pg_restore"), "--no-owner", "--no-acl", f"--section={section}", "--file=-", str(archive)]
+    database-level entries too; with `owners`, owners and grants too."""
+    args = [tool("pg_restore"), *([] if owners else ["--no-owner", "--no-acl"]), f"--section={section}", "--file=-",
+            str(archive)]
     args += ["--create"] if create else []
     done = subprocess.run(args, capture_output=True, env={k: v for k, v in os.environ.items() if k in ("PATH", "LANG")})
     if done.returncode != 0:

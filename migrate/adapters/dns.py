@@ -12,10 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from migrate.adapters import cloud, guard
 from migrate.config import Inventory
 from migrate.errors import StepFailed
-
-
-def fqdn(name: str) -> str:
-    return name if name.endswith(".") else name + "."
+from migrate.model.layout import fqdn
 
 
 def client(inv: Inventory):

@@ -4,6 +4,8 @@ known_hosts and a fresh connection per use (a reused one would skip that check).
 from __future__ import annotations
 
 import posixpath
+import shlex
+import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -54,6 +56,44 @@ def connect(inv: Inventory, name: str):
         client.close()
 
 
+def offered_host_key(inv: Inventory, name: str) -> tuple[str, str, str]:
+    """(key type, base64, fingerprint) of the key the host offers now: a fresh transport, no
+    authentication, no reuse. Unreachable: StepFailed."""
+    h = host(inv, name)
+    guard.check(inv, h.address, f"host {name}")
+    try:
+        transport = paramiko.Transport((h.address, h.port))
+        try:
+            transport.start_client(timeout=10)
+            key = transport.get_remote_server_key()
+        finally:
+            transport.close()
+    except (paramiko.SSHException, OSError) as exc:
+        raise StepFailed(f"unreachable at {h.address}:{h.port} ({exc})") from None
+    return key.get_name(), key.get_base64(), key.fingerprint
+
+
+def known_host_keys(inv: Inventory, name: str) -> dict[str, str]:
+    """Key type -> base64 of the host's entries in the inventory's known_hosts."""
+    h = host(inv, name)
+    entry = f"[{h.address}]:{h.port}" if h.port != 22 else h.address
+    known = paramiko.HostKeys(h.vars.get("known_hosts_file")).lookup(entry) or {}
+    return {kind: key.get_base64() for kind, key in known.items()}
+
+
+def run_timed(inv: Inventory, name: str, command: str) -> tuple[str, float]:
+    """A command's output, and the local time halfway through it (to compare clocks)."""
+    with connect(inv, name) as client:
+        before = time.time()
+        _, out, err = client.exec_command(command, timeout=20)
+        text = out.read().decode(errors="replace")
+        middle = (before + time.time()) / 2
+        if out.channel.recv_exit_status() != 0:
+            raise StepFailed(f"host {name}: `{command.split()[0]}` failed:"
+                             f" {err.read().decode(errors='replace').strip()[:200]}")
+        return text, middle
+
+
 def walk(sftp: paramiko.SFTPClient, top: str):
     """(relative path, attributes) of every regular file under top, sorted."""
     stack = [""]
@@ -93,3 +133,117 @@ class BulkSession:
 
     def close(self) -> None:
         self._stack.close()
+
+
+def exists(inv: Inventory, name: str, path: str) -> bool:
+    """Whether a path of the spec exists on a host."""
+    with connect(inv, name) as client, client.open_sftp() as sftp:
+        try:
+            sftp.stat(host_path(host(inv, name), path))
+            return True
+        except FileNotFoundError:
+            return False
+
+
+def list_files(inv: Inventory, name: str, path: str) -> list[tuple[str, int, int, int]]:
+    """(relative path, size, mtime, permission bits) of every regular file under a spec path."""
+    with connect(inv, name) as client, client.open_sftp() as sftp:
+        return [(rel, a.st_size, int(a.st_mtime), a.st_mode & 0o7777)
+                for rel, a in walk(sftp, host_path(host(inv, name), path))]
+
+
+# --- remote files and commands, for the document archive's staging, restore and checks ------
+
+ERRORS = (OSError, paramiko.SSHException)  # what SFTP and SSH calls raise when the host or the link fails
+HASH_GROUP = 500  # files per remote sha256sum call (its output must fit the channel window)
+
+
+@contextmanager
+def sftp_session(inv: Inventory, name: str):
+    """(client, sftp): a connection and an SFTP session on it, for a few calls."""
+    with connect(inv, name) as client, client.open_sftp() as sftp:
+        yield client, sftp
+
+
+def stat(sftp: paramiko.SFTPClient, path: str) -> paramiko.SFTPAttributes | None:
+    try:
+        return sftp.stat(path)
+    except FileNotFoundError:
+        return None
+
+
+def mkdir(sftp: paramiko.SFTPClient, path: str, mode: int) -> None:
+    sftp.mkdir(path, mode)
+
+
+def remove(sftp: paramiko.SFTPClient, path: str) -> bool:
+    """Remove a file; False when it is not there, or when the connection broke (a later walk
+    finds what is left)."""
+    try:
+        sftp.remove(path)
+        return True
+    except OSError:  # FileNotFoundError among them
+        return False
+
+
+def rmdir(sftp: paramiko.SFTPClient, path: str) -> bool:
+    """Remove a directory; False when it is not empty (someone else's files) or gone already."""
+    try:
+        sftp.rmdir(path)
+        return True
+    except OSError:
+        return False
+
+
+def open_read(sftp: paramiko.SFTPClient, path: str, size: int):
+    """A remote file open for reading, its `size` bytes requested ahead (pipelined reads)."""
+    f = sftp.open(path, "rb")
+    try:
+        f.prefetch(size)
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def write_private(sftp: paramiko.SFTPClient, path: str, blocks) -> None:
+    """Write blocks into a new file that only its owner may read (nobody reads a document while it
+    is incomplete), pipelined."""
+    with sftp.open(path, "wb") as f:
+        sftp.chmod(path, 0o600)
+        f.set_pipelined(True)
+        for block in blocks:
+            f.write(block)
+
+
+def publish(sftp: paramiko.SFTPClient, temp: str, final: str, *, mode: int, mtime: int) -> None:
+    """Give a written file its mode and mtime, then its final name. SSH_FXP_RENAME fails when the
+    name exists: nothing is ever replaced."""
+    sftp.chmod(temp, mode)
+    sftp.utime(temp, (mtime, mtime))
+    sftp.rename(temp, final)
+
+
+def remote_sha256(client: paramiko.SSHClient, path: str) -> str | None:
+    """SHA-256 of one file, computed on the host; None when the host could not compute it."""
+    _, out, _ = client.exec_command(f"sha256sum -- {shlex.quote(path)}", timeout=600)
+    line = out.read().decode(errors="replace")
+    if out.channel.recv_exit_status() != 0 or not line:
+        return None
+    return line.split()[0]
+
+
+def remote_hashes(client: paramiko.SSHClient, top: str, rels: list[str]) -> dict[str, str] | None:
+    """SHA-256 of files under top, computed on the host (nothing crosses the network but hashes);
+    None when the host could not compute them. NUL-separated both ways: any file name survives."""
+    found = {}
+    for i in range(0, len(rels), HASH_GROUP):
+        stdin, out, _ = client.exec_command(f"cd -- {shlex.quote(top)} && xargs -0 -r sha256sum -z --", timeout=600)
+        stdin.write(b"\0".join(r.encode() for r in rels[i:i + HASH_GROUP]) + b"\0")
+        stdin.channel.shutdown_write()
+        body = out.read()
+        if out.channel.recv_exit_status() != 0:
+            return None
+        for record in filter(None, body.split(b"\0")):
+            found[record[66:].decode()] = record[:64].decode()
+    return found

@@ -2,8 +2,9 @@
 
 The same code serves a real run and a dry run: only the sink and the journal differ.
 Resume rule: a completed step is never repeated; a step that was interrupted is first undone
-(its journaled effects, newest first; every undo is idempotent) and then run again, so a
-half-done step never leaves half its work behind.
+(its journaled effects whose undo is for resume, newest first; every undo is idempotent) and then
+run again, so a half-done step never leaves half its work behind. Effects whose undo is for
+rollback only are kept, and the rerun continues from them.
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ class Executor:
 
     def undo(self, plan: WavePlan, effects: list[tuple[int, str, Action]]) -> None:
         for seq, step, action in effects:
+            if action.read_only:
+                continue
             if action.undo is None:
                 self.bus.emit("irreversible", step=step, summary=action.summary, reason=action.irreversible)
                 continue
@@ -78,7 +81,7 @@ class Executor:
             self._log(plan, "undone", step, {"effect": seq, "result": result})
 
     def _undo_partial(self, plan: WavePlan, step_id: str, view: RunView) -> None:
-        effects = [e for e in view.pending_undo() if e[1] == step_id]
+        effects = [e for e in view.pending_undo() if e[1] == step_id and e[2].undo_on == "resume"]
         self.bus.emit("step_resumed", step=step_id, undoing=len(effects))
         self.undo(plan, effects)
 

@@ -4,30 +4,31 @@ mode and lists the others."""
 
 from __future__ import annotations
 
-from migrate.engine.ops import CHECKABLE, Context, lookup
+from migrate.engine.context import Context
+from migrate.engine.registry import Registry
 from migrate.model.plan import Action
 
 
 class LiveSink:
     dry = False
 
-    def __init__(self, ctx: Context):
-        self.ctx = ctx
+    def __init__(self, ctx: Context, registry: Registry):
+        self.ctx, self.registry = ctx, registry
 
     def execute(self, action: Action) -> dict:
-        return lookup(action.op)(self.ctx, **action.args) or {}
+        return self.registry.lookup(action.op).fn(self.ctx, **action.args) or {}
 
 
 class DryRunSink:
     dry = True
 
-    def __init__(self, ctx: Context):
-        self.ctx = ctx.with_check()
+    def __init__(self, ctx: Context, registry: Registry):
+        self.ctx, self.registry = ctx.with_check(), registry
         self.listed: list[Action] = []
 
     def execute(self, action: Action) -> dict:
         self.listed.append(action)
-        fn = lookup(action.op)
-        if action.op in CHECKABLE:
-            return fn(self.ctx, **action.args) or {}
+        found = self.registry.lookup(action.op)
+        if found.checkable:
+            return found.fn(self.ctx, **action.args) or {}
         return {"dry_run": "listed, not performed"}

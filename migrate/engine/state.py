@@ -32,11 +32,14 @@ class RunView:
     status: str = "interrupted"
     took_over: list[dict] = field(default_factory=list)
     rehearsal: dict | None = None
-    approval: dict | None = None  # who passed the go/no-go gate, as the gate recorded it
+    approval: dict | None = None  # who passed the go/no-go gate: the gate's own record
 
     def pending_undo(self) -> list[tuple[int, str, Action]]:
-        """Effects not yet undone, newest first: the rollback list."""
-        return [e for e in reversed(self.effects) if e[0] not in self.undone]
+        """Effects not yet undone, newest first: the rollback list (reads have nothing to undo)."""
+        return [e for e in reversed(self.effects) if e[0] not in self.undone and not e[2].read_only]
+
+    def states(self) -> dict[str, str]:
+        return {s.id: s.state for s in self.steps.values()}
 
 
 def runs(records: list[Record]) -> list[RunView]:
@@ -69,8 +72,8 @@ def _apply(view: RunView, r: Record) -> None:
         view.undone.add(r.data["effect"])
         if step and step.state not in ("running",):
             step.state = "undone"
-    elif r.kind == "effect_done" and "approved_by" in (r.data.get("result") or {}):
-        view.approval = r.data["result"]
+    elif r.kind == "approval":
+        view.approval = r.data
     elif r.kind == "rehearsal":
         view.rehearsal = r.data
     elif r.kind == "takeover":

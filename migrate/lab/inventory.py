@@ -10,7 +10,7 @@ import re
 from dataclasses import asdict
 from pathlib import Path
 
-from migrate.lab.services import LabPorts
+from migrate.lab.layout import LabPorts
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,6 +1,6 @@
 """The lab's web stand-ins: the HR applications of src-app and tgt-app, and the front door.
 
-One process (started, recorded and stopped by PID by `migrate.lab.services`) with three
+One process (started, recorded and stopped by PID by `migrate.lab.supervisor`) with three
 listeners on 127.0.0.1:
 
 - an application stand-in per application host (src-app, tgt-app). It knows nothing of its

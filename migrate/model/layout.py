@@ -17,6 +17,11 @@ def journal_path(state_dir: Path) -> Path:
     return state_dir / JOURNAL_FILE
 
 
+def fqdn(name: str) -> str:
+    """A DNS name with its final dot, as Route53 returns it."""
+    return name if name.endswith(".") else name + "."
+
+
 @dataclass(frozen=True)
 class RunLayout:
     """The prefixes of one run under the spec's storage prefix."""

@@ -1,4 +1,4 @@
-"""Tables and chunks: what a database holds and how it is cut for parallel copying.
+"""Chunks: how a database's tables (see `catalog`) are cut for parallel copying.
 
 A chunk is one slice of one table: the whole table, a range of an integer primary key, or a
 range of physical blocks (ctid) for a table without one. The first and last ranges are open,
@@ -8,45 +8,14 @@ data (JSON in the plan); the SQL is built from identifiers and integers only.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 
 from psycopg import sql
 
-BLOCK_SIZE = 8192
-
-TABLES_SQL = """
-SELECT n.nspname, c.relname, pg_table_size(c.oid), pg_relation_size(c.oid) / current_setting('block_size')::int,
-       (SELECT a.attname FROM pg_index i
-          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-         WHERE i.indrelid = c.oid AND i.indisprimary AND i.indnatts = 1
-           AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)),
-       ARRAY(SELECT a.attname FROM pg_attribute a
-              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-              ORDER BY a.attnum)
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind = 'r' AND c.relpersistence IN ('p', 'u')
-   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
-   AND NOT EXISTS (SELECT 1 FROM pg_depend d
-                    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
- ORDER BY 1, 2
-"""
-
-
-@dataclass(frozen=True)
-class Table:
-    schema: str
-    name: str
-    bytes: int
-    blocks: int
-    key: str | None
-    columns: tuple[str, ...]
-    key_min: int | None = None
-    key_max: int | None = None
-
-    @property
-    def qualified(self) -> str:
-        return f"{self.schema}.{self.name}"
+from migrate.transfer import catalog
+from migrate.transfer.catalog import Table
 
 
 @dataclass(frozen=True)
@@ -105,25 +74,37 @@ class Chunk:
         return sql.SQL("COPY {}.{} ({}) FROM STDIN").format(sql.Identifier(self.schema), sql.Identifier(self.table), cols)
 
 
+def range_key(table: Table) -> str | None:
+    """The column a table is cut by: its primary key when that is one integer column."""
+    if len(table.key) == 1 and table.types[table.columns.index(table.key[0])] in catalog.INTEGER_TYPES:
+        return table.key[0]
+    return None
+
+
+def copy_columns(table: Table) -> tuple[str, ...]:
+    """The columns that are copied: generated ones are left out on both sides (the target computes them)."""
+    return tuple(c for c in table.columns if c not in table.generated)
+
+
 def parts_for(table: Table, chunk_bytes: int) -> int:
     return max(1, math.ceil(table.bytes / chunk_bytes))
 
 
 def needs_key_range(table: Table, chunk_bytes: int) -> bool:
-    return table.key is not None and parts_for(table, chunk_bytes) > 1
+    return range_key(table) is not None and parts_for(table, chunk_bytes) > 1
 
 
 def split(table: Table, index: int, chunk_bytes: int) -> list[Chunk]:
     """Cut one table into chunks of about chunk_bytes (by its size on disk, TOAST included)."""
-    parts = parts_for(table, chunk_bytes)
-    base = {"schema": table.schema, "table": table.name, "columns": table.columns}
-    if parts == 1 or (table.key is not None and table.key_min is None):
+    parts, key = parts_for(table, chunk_bytes), range_key(table)
+    base = {"schema": table.schema, "table": table.name, "columns": copy_columns(table)}
+    if parts == 1 or (key is not None and table.key_min is None):
         return [Chunk(f"{index:04d}.0000", **base)]
-    if table.key is not None:
+    if key is not None:
         span = table.key_max - table.key_min + 1
         parts = min(parts, span)
         bounds = [table.key_min + span * i // parts for i in range(1, parts)]
-        by, column = "key", table.key
+        by, column = "key", key
     else:
         parts = min(parts, max(table.blocks, 1))
         step = math.ceil(max(table.blocks, 1) / parts)
@@ -141,43 +122,15 @@ def plan_chunks(tables: list[Table], chunk_bytes: int) -> list[Chunk]:
 
 
 def read_tables(conn, chunk_bytes: int) -> list[Table]:
-    """The tables with data to copy (plain, partition leaves, inheritance members; not views,
-    not partitioned parents, not extension tables), with the key range of large ones."""
-    tables = []
-    for schema, name, size, blocks, key, columns in conn.execute(TABLES_SQL).fetchall():
-        table = Table(schema, name, size, blocks, key, tuple(columns))
+    """The tables with data to copy (not those an extension creates), with the key range of
+    the ones large enough to split."""
+    found = []
+    for table in catalog.read_tables(conn):
+        if table.extension:
+            continue
         if needs_key_range(table, chunk_bytes):
             lo, hi = conn.execute(sql.SQL("SELECT min({0}), max({0}) FROM ONLY {1}.{2}").format(
-                sql.Identifier(key), sql.Identifier(schema), sql.Identifier(name))).fetchone()
-            table = Table(schema, name, size, blocks, key, tuple(columns), lo, hi)
-        tables.append(table)
-    return tables
-
-
-SEQUENCES_SQL = """
-SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind = 'S' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-   AND NOT EXISTS (SELECT 1 FROM pg_depend d
-                    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
- ORDER BY 1, 2
-"""
-
-
-def read_sequences(conn) -> list[tuple[str, str, int, bool]]:
-    """(schema, name, last_value, is_called) of every sequence, as the snapshot sees it."""
-    found = []
-    for schema, name in conn.execute(SEQUENCES_SQL).fetchall():
-        last, called = conn.execute(sql.SQL("SELECT last_value, is_called FROM {}.{}").format(
-            sql.Identifier(schema), sql.Identifier(name))).fetchone()
-        found.append((schema, name, last, called))
+                sql.Identifier(table.key[0]), sql.Identifier(table.schema), sql.Identifier(table.name))).fetchone()
+            table = dataclasses.replace(table, key_min=lo, key_max=hi)
+        found.append(table)
     return found
-
-
-MATVIEWS_SQL = """
-SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind = 'm' AND c.relispopulated
-"""
-
-
-def populated_matviews(conn) -> set[tuple[str, str]]:
-    return {(s, n) for s, n in conn.execute(MATVIEWS_SQL).fetchall()}

@@ -20,12 +20,9 @@ temporary file, because the SHA-256 must be checked before the first byte reache
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import tempfile
-import threading
-from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections import Counter, deque
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,10 +35,11 @@ from psycopg import sql
 from migrate.adapters import cloud, db
 from migrate.config import Inventory, Transfer
 from migrate.errors import StepFailed
+from migrate.transfer import catalog, ledger, postdata, roles
 from migrate.transfer import chunks as chunking
-from migrate.transfer import ledger, postdata, roles
 from migrate.transfer.chunks import Chunk
 from migrate.transfer.log import COMPLETE, LOADED, STAGED, TransferLog
+from migrate.transfer.pool import Pool, worker_count
 from migrate.transfer.roles import RoleMap
 
 MIB = 1024 * 1024
@@ -59,7 +57,7 @@ class Settings:
 
     @classmethod
     def from_spec(cls, transfer: Transfer) -> Settings:
-        workers = transfer.workers or os.cpu_count() or 2
+        workers = worker_count(transfer.workers)
         # Half the buffer for upload parts, half for download spools, one of each per worker.
         share = transfer.buffer_mb * MIB // (4 * workers)
         return cls(workers=workers, chunk_bytes=transfer.chunk_mb * MIB,
@@ -111,38 +109,13 @@ def stage_schema(inv: Inventory, s3, source: Side, prefix: str) -> cloud.Stored:
     """The object definitions (pg_dump --schema-only), streamed to the bucket, with their
     SHA-256 beside them."""
     key = schema_key(prefix)
-    proc = schema_dump_process(inv, source.server, source.dbname)
-    try:
-        stored = cloud.put_stream(inv, s3, proc.stdout, key, metadata={"source-db": source.dbname})
-    finally:
-        proc.stdout.close()
-        err = proc.stderr.read().decode(errors="replace").strip()
-        proc.wait()
-    if proc.returncode != 0:
+    with db.schema_dump(inv, source.server, source.dbname) as dump:
+        stored = cloud.put_stream(inv, s3, dump.stream, key, metadata={"source-db": source.dbname})
+    if dump.error is not None:
         cloud.delete_prefix(s3, inv.spec.storage.bucket, key)
-        raise StepFailed(f"pg_dump --schema-only of {source.dbname} failed: {err.splitlines()[-1] if err else proc.returncode}")
+        raise StepFailed(f"pg_dump --schema-only of {source.dbname} failed: {dump.error}")
     cloud.put_bytes(inv, s3, key + ".sha256", stored.sha256.encode())
     return stored
-
-
-def schema_dump_process(inv: Inventory, server: str, dbname: str) -> subprocess.Popen:
-    """pg_dump of the object definitions with their owners and grants (custom format, to a
-    pipe). Restores leave both out; `roles` maps and applies them at the end. (The adapter's
-    dump has no grants at all; this belongs beside it once adapters/db.py can take it.)"""
-    args = [db.tool("pg_dump"), "--format=custom", "--schema-only", "--create",
-            "--dbname", db.conninfo(inv, server, dbname)]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=db.child_env(inv, server))
-
-
-def owned_script(archive: Path, section: str, *, create: bool = False) -> str:
-    """A section of the schema archive as SQL with owners and grants (db.section_script leaves
-    them out)."""
-    args = [db.tool("pg_restore"), f"--section={section}", "--file=-", str(archive)] + (["--create"] if create else [])
-    done = subprocess.run(args, capture_output=True, check=False,
-                          env={k: v for k, v in os.environ.items() if k in ("PATH", "LANG")})
-    if done.returncode != 0:
-        raise StepFailed(f"pg_restore could not read the schema archive: {done.stderr.decode(errors='replace')[-200:]}")
-    return done.stdout.decode("utf-8")
 
 
 def fetch_schema(inv: Inventory, s3, prefix: str, into: Path) -> Path:
@@ -175,8 +148,10 @@ def load_schema(inv: Inventory, s3, prefix: str, *, rolemap: RoleMap | None = No
         if rolemap is None:
             return Schema(settings, items, postdata.matviews_in_order(pre))
         items, used, unmapped = roles.map_policies(items, rolemap)
-        privileges = roles.privileges(postdata.split_script(owned_script(archive, "pre-data", create=True))[1],
-                                      postdata.split_script(owned_script(archive, "post-data"))[1], rolemap,
+        privileges = roles.privileges(postdata.split_script(db.section_script(archive, "pre-data", create=True,
+                                                                              owners=True))[1],
+                                      postdata.split_script(db.section_script(archive, "post-data", owners=True))[1],
+                                      rolemap,
                                       sql.Identifier(target_db).as_string(None))
     unmapped |= privileges.unmapped
     if unmapped:  # before any row moves: the plan checked the catalog, the archive has the last word
@@ -209,23 +184,32 @@ def create_target(inv: Inventory, s3, target: Side, prefix: str, *, rolemap: Rol
 
 # --- the data pipeline ----------------------------------------------------------------------
 
-class Sessions:
-    """One database session per worker thread, opened on first use, all closed at the end."""
+class TargetSessions:
+    """A load worker's sessions on the target, each opened on first use: one for COPY, one with
+    the schema archive's settings for the indexes built as soon as their table is loaded."""
 
-    def __init__(self, open_session: Callable[[], psycopg.Connection]):
-        self.open_session, self.local, self.opened, self.lock = open_session, threading.local(), [], threading.Lock()
+    def __init__(self, job: Job, settings: list[str]):
+        self.job, self.settings = job, settings
+        self._copy: psycopg.Connection | None = None
+        self._post: psycopg.Connection | None = None
 
-    def get(self) -> psycopg.Connection:
-        conn = getattr(self.local, "conn", None)
-        if conn is None:
-            conn = self.local.conn = self.open_session()
-            with self.lock:
-                self.opened.append(conn)
-        return conn
+    def copy(self) -> psycopg.Connection:
+        if self._copy is None:
+            # Asynchronous commit is safe here: a crash loses whole transactions, each with its
+            # ledger row; the final post-data commits are synchronous and flush all before them.
+            self._copy = db.copy_session(self.job.inv, self.job.target.server, self.job.target.dbname,
+                                         settings="-c synchronous_commit=off", autocommit=True)
+        return self._copy
+
+    def post(self) -> psycopg.Connection:
+        if self._post is None:
+            self._post = _post_session(self.job, self.settings)
+        return self._post
 
     def close(self) -> None:
-        for conn in self.opened:
-            conn.close()
+        for conn in (self._copy, self._post):
+            if conn is not None:
+                conn.close()
 
 
 def stage_chunk(job: Job, chunk: Chunk, snapshot: str | None) -> dict:
@@ -266,7 +250,7 @@ def load_chunk(job: Job, chunk: Chunk, staged: dict, conn: psycopg.Connection) -
 
 def _check_tables(job: Job, conn: psycopg.Connection) -> None:
     """The plan's tables must be the snapshot's: a table added after planning would be missed."""
-    now = {t.qualified: t.columns for t in chunking.read_tables(conn, chunk_bytes=1 << 62)}
+    now = {t.qualified: chunking.copy_columns(t) for t in catalog.read_tables(conn) if not t.extension}
     planned = {c.qualified: c.columns for c in job.chunks}
     if now != planned:
         changed = sorted(set(now) ^ set(planned) | {t for t in now if t in planned and now[t] != planned[t]})
@@ -286,14 +270,19 @@ def _remove_leftovers(job: Job, staged: dict[str, dict]) -> int:
 
 class Pipeline:
     """Stage and load workers with the coordinator (the calling thread) between them: it
-    records each staged chunk before handing it to a loader, and stops at the first failure."""
+    records each staged chunk before handing it to a loader, and stops at the first failure.
+    Work waits in the coordinator's own queues until a pool has room: the coordinator never
+    blocks on a full pool, so it keeps recording what finishes."""
 
     def __init__(self, job: Job, snapshot: str | None, staged: dict[str, dict], loaded: set[str], load: bool,
                  schema: Schema | None = None, done: set[str] = frozenset()):
         self.job, self.snapshot, self.staged, self.loaded, self.load = job, snapshot, staged, loaded, load
-        self.targets = Sessions(self._target_session)
+        self.settings = schema.settings if schema else []
         self.running: dict[Future, tuple[str, object]] = {}
         self.errors: list[str] = []
+        self.to_stage = deque(c for c in job.chunks if c.id not in staged)
+        # Loads and index builds, in the order they became ready: ("load", chunk) or ("index", item).
+        self.to_load = deque(("load", c) for c in job.chunks if load and c.id in staged and c.id not in loaded)
         # A table's indexes and key constraints are built as soon as its last chunk is loaded,
         # overlapping the other tables' loads (as pgcopydb does), instead of all at the end.
         self.left = Counter((c.schema, c.table) for c in job.chunks if c.id not in loaded)
@@ -302,32 +291,22 @@ class Pipeline:
             table = postdata.table_of(item)
             if table is not None and item.id not in done:
                 self.early.setdefault(table, []).append(item)
-        self.posts = Sessions(lambda: _post_session(job, schema.settings)) if schema else None
-
-    def _target_session(self) -> psycopg.Connection:
-        # Asynchronous commit is safe here: a crash loses whole transactions, each with its
-        # ledger row; the final post-data commits are synchronous and flush all before them.
-        return db.copy_session(self.job.inv, self.job.target.server, self.job.target.dbname,
-                               settings="-c synchronous_commit=off", autocommit=True)
 
     def run(self) -> dict:
         workers = self.job.settings.workers
-        with ExitStack() as stack:
-            stack.callback(self.targets.close)
-            if self.posts:
-                stack.callback(self.posts.close)
-            stagers = stack.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="stage"))
-            loaders = stack.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="load"))
+        with Pool(workers, name="stage") as stagers, \
+                Pool(workers, lambda: TargetSessions(self.job, self.settings), name="load") as loaders:
             self.stagers, self.loaders = stagers, loaders
-            for chunk in self.job.chunks:
-                if chunk.id not in self.staged:
-                    self._submit("stage", chunk)
-                elif self.load and chunk.id not in self.loaded:
-                    self._submit("load", chunk)
             tables = {(c.schema, c.table) for c in self.job.chunks}
             for table in [t for t in self.early if t in tables and self.left[t] == 0]:
                 self._build(table)  # loaded by an earlier attempt
-            self._drain()
+            self._feed()
+            while self.running:
+                finished, _ = wait(list(self.running), return_when=FIRST_COMPLETED)
+                for future in finished:
+                    what, task = self.running.pop(future)
+                    self._settle(what, task, future)
+                self._feed()
         if self.errors:
             more = f" (and {len(self.errors) - 1} more)" if len(self.errors) > 1 else ""
             raise StepFailed(f"{self.errors[0]}{more}; {len(self.staged)} of {len(self.job.chunks)} chunks staged,"
@@ -335,27 +314,26 @@ class Pipeline:
         return {"chunks": len(self.job.chunks), "staged": len(self.staged), "loaded": len(self.loaded)}
 
     def _build(self, table: tuple[str, str]) -> None:
-        for item in self.early.pop(table, []):
-            future = self.loaders.submit(_apply_item_or_fail, self.posts, item)
-            self.running[future] = ("index", item)
+        self.to_load.extend(("index", item) for item in self.early.pop(table, []))
 
-    def _submit(self, what: str, chunk: Chunk) -> None:
-        if what == "stage":
-            future = self.stagers.submit(lambda: stage_chunk(self.job, chunk, self.snapshot))
-        else:
-            staged = self.staged[chunk.id]
-            future = self.loaders.submit(lambda: load_chunk(self.job, chunk, staged, self.targets.get()))
-        self.running[future] = (what, chunk)
+    def _feed(self) -> None:
+        while self.to_stage and not self.errors and not self.stagers.full():
+            chunk = self.to_stage.popleft()
+            future = self.stagers.submit(lambda _, c: stage_chunk(self.job, c, self.snapshot), chunk)
+            self.running[future] = ("stage", chunk)
+        while self.to_load and not self.errors and not self.loaders.full():
+            what, task = self.to_load.popleft()
+            if what == "load":
+                future = self.loaders.submit(self._load, task, self.staged[task.id])
+            else:
+                future = self.loaders.submit(lambda sessions, item: _apply_or_fail(sessions.post(), item), task)
+            self.running[future] = (what, task)
 
-    def _drain(self) -> None:
-        while self.running:
-            finished, _ = wait(list(self.running), return_when=FIRST_COMPLETED)
-            for future in finished:
-                what, chunk = self.running.pop(future)
-                self._settle(what, chunk, future)
+    def _load(self, sessions: TargetSessions, chunk: Chunk, staged: dict) -> dict:
+        return load_chunk(self.job, chunk, staged, sessions.copy())
 
     def _settle(self, what: str, chunk, future: Future) -> None:
-        """Record what a worker finished and hand on what follows; `chunk` is a post-data item
+        """Record what a worker finished and queue what follows; `chunk` is a post-data item
         for what == "index" (whose failures are StepFailed, naming the item)."""
         if future.cancelled():
             return
@@ -372,7 +350,7 @@ class Pipeline:
             self.staged[chunk.id] = result
             self.job.progress(STAGED, result)
             if self.load and not self.errors:
-                self._submit("load", chunk)
+                self.to_load.append(("load", chunk))
         elif what == "load":
             self.job.log.append(LOADED, self.job.scope, result)
             self.loaded.add(chunk.id)
@@ -442,8 +420,8 @@ def finish(job: Job, schema: Schema) -> dict:
     early = sum(1 for it in schema.post_data if it.id in done)
     applied = apply_post_data(job, schema.settings, schema.post_data, done)
     with db.connect(job.inv, job.source.server, job.source.dbname) as conn:
-        populated = chunking.populated_matviews(conn)
-        sequences = chunking.read_sequences(conn)
+        populated = catalog.populated_matviews(conn)
+        sequences = catalog.read_sequences(conn)
     refreshed = refresh_matviews(job, [m for m in schema.matviews if m in populated], done)
     set_sequences(job, sequences)
     granted = apply_privileges(job, schema.privileges, done)
@@ -476,24 +454,18 @@ def _apply_item(conn: psycopg.Connection, item_id: str, statement: str) -> None:
 
 
 def apply_post_data(job: Job, settings: list[str], items: list[postdata.Item], done: set[str]) -> int:
-    sessions = Sessions(lambda: _post_session(job, settings))
     applied = 0
-    try:
-        for parallel, group in postdata.waves(items):
-            todo = [it for it in group if it.id not in done]
-            with ThreadPoolExecutor(job.settings.workers if parallel else 1, thread_name_prefix="post") as pool:
-                futures = [pool.submit(_apply_item_or_fail, sessions, it) for it in todo]
-                for future in futures:
-                    future.result()
-            applied += len(todo)
-    finally:
-        sessions.close()
+    for parallel, group in postdata.waves(items):
+        todo = [it for it in group if it.id not in done]
+        with Pool(job.settings.workers if parallel else 1, lambda: _post_session(job, settings), name="post") as pool:
+            pool.map(_apply_or_fail, todo)
+        applied += len(todo)
     return applied
 
 
-def _apply_item_or_fail(sessions: Sessions, item: postdata.Item) -> None:
+def _apply_or_fail(conn: psycopg.Connection, item: postdata.Item) -> None:
     try:
-        _apply_item(sessions.get(), item.id, item.sql)
+        _apply_item(conn, item.id, item.sql)
     except psycopg.Error as exc:
         raise StepFailed(f"post-data {item.type} {item.schema}.{item.name}: {str(exc).strip().splitlines()[0]}") from None
 

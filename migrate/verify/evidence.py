@@ -20,9 +20,10 @@ import time
 
 from psycopg import sql
 
+from migrate.transfer.catalog import INTEGER_TYPES, Table
 from migrate.verify import rows
 from migrate.verify.model import Difference, TableResult
-from migrate.verify.probes import Pair, Session, TableFacts
+from migrate.verify.probes import Pair, Session
 
 VERSION = "migrate-evidence-v1"
 BLOCK_BITS = 16
@@ -32,11 +33,11 @@ def qualified(name: str) -> str:
     return name if "." in name else f"public.{name}"
 
 
-def integer_key(facts: TableFacts) -> bool:
-    return bool(facts.key) and all(facts.types[facts.columns.index(k)] in rows.INTEGER_TYPES for k in facts.key)
+def integer_key(facts: Table) -> bool:
+    return bool(facts.key) and all(facts.types[facts.columns.index(k)] in INTEGER_TYPES for k in facts.key)
 
 
-def block_query(facts: TableFacts, columns: tuple[str, ...], ranged: bool) -> sql.Composable:
+def block_query(facts: Table, columns: tuple[str, ...], ranged: bool) -> sql.Composable:
     text = sql.SQL("{}::text").format(rows.row_text(columns))
     if integer_key(facts):
         order = sql.SQL(", ").join(sql.Identifier(k) for k in facts.key)
@@ -52,7 +53,7 @@ def block_query(facts: TableFacts, columns: tuple[str, ...], ranged: bool) -> sq
         text=text, order=order, t=sql.Identifier(facts.schema, facts.name), where=where)
 
 
-def bounds_query(facts: TableFacts) -> sql.Composable:
+def bounds_query(facts: Table) -> sql.Composable:
     return sql.SQL("SELECT min({k}), max({k}) FROM {t}").format(
         k=sql.Identifier(facts.key[0]), t=sql.Identifier(facts.schema, facts.name))
 
@@ -63,7 +64,7 @@ def block_ranges(lo: int | None, hi: int | None) -> list[tuple[int, int]]:
     return [(b << BLOCK_BITS, (b + 1) << BLOCK_BITS) for b in range(lo >> BLOCK_BITS, (hi >> BLOCK_BITS) + 1)]
 
 
-def chain(facts: TableFacts, columns, blocks: list[tuple]) -> dict:
+def chain(facts: Table, columns, blocks: list[tuple]) -> dict:
     """blocks: (start, count, sha256) in key order -> {"rows", "sha256", "columns"}."""
     digest = hashlib.sha256(f"{VERSION}\n{facts.qualified}\n{','.join(columns)}\n".encode())
     for start, count, block_hash in blocks:
@@ -72,9 +73,9 @@ def chain(facts: TableFacts, columns, blocks: list[tuple]) -> dict:
     return {"rows": sum(b[1] for b in blocks), "sha256": digest.hexdigest(), "columns": list(columns)}
 
 
-def digest(session: Session, facts: TableFacts, columns: tuple[str, ...]) -> dict:
+def digest(session: Session, facts: Table, columns: tuple[str, ...]) -> dict:
     """The digest of one table on one side (the wave's pre-copy step)."""
-    if not facts.key or facts.types[facts.columns.index(facts.key[0])] not in rows.INTEGER_TYPES:
+    if not facts.key or facts.types[facts.columns.index(facts.key[0])] not in INTEGER_TYPES:
         (count, block_hash), = session.rows(block_query(facts, columns, False))
         return chain(facts, columns, [(None, count, block_hash)])
     (lo, hi), = session.rows(bounds_query(facts))

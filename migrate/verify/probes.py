@@ -1,22 +1,20 @@
-"""The only part of verification that talks to servers: database sessions with pinned
-settings, the catalog, the bucket and the source archive host.
-
-Helpers live here rather than in `adapters/db.py` and `adapters/cloud.py` (being rewritten
-for the copy engine); they build on those adapters' connections and clients.
+"""The only part of verification that talks to servers, through the adapters: database
+sessions with pinned settings, the catalog, the bucket and the archive hosts.
 """
 
 from __future__ import annotations
 
-import hashlib
 import posixpath
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import psycopg
-from botocore.exceptions import ClientError
 
-from migrate.adapters import db, ssh
+from migrate.adapters import cloud, db, ssh
 from migrate.config import Inventory
+from migrate.errors import StepFailed
+from migrate.transfer import catalog
+from migrate.transfer.catalog import Table
+from migrate.transfer.pool import Pool
 
 # Pinned on both sides so that the text of a value depends on the value only: a cloud target
 # in UTC with another DateStyle or float precision must not look different from the source.
@@ -89,96 +87,40 @@ class Pair:
 USER_SCHEMAS = ("n.nspname NOT IN ('pg_catalog', 'information_schema')"
                 " AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'")
 
-TABLES = f"""
-SELECT n.nspname, c.relname, greatest(c.reltuples, 0)::bigint,
-       array(SELECT a.attname::text FROM pg_attribute a
-             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
-       array(SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
-             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
-       coalesce(array(SELECT a.attname::text FROM unnest(i.indkey) WITH ORDINALITY k (attnum, ord)
-                      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum ORDER BY k.ord),
-                '{{}}')
-FROM pg_class c
-JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
-WHERE c.relkind = 'r' AND {USER_SCHEMAS}
-ORDER BY 1, 2
-"""
+
+def by_name(tables: list[Table]) -> dict[str, Table]:
+    return {t.qualified: t for t in tables}
 
 
-@dataclass(frozen=True)
-class TableFacts:
-    schema: str
-    name: str
-    estimated_rows: int
-    columns: tuple[str, ...]
-    types: tuple[str, ...]
-    key: tuple[str, ...]     # primary-key columns, in key order; () without a primary key
-
-    @property
-    def qualified(self) -> str:
-        return f"{self.schema}.{self.name}"
-
-
-def tables(session: Session) -> dict[str, TableFacts]:
-    found = {}
-    for schema, name, rows, columns, types, key in session.rows(TABLES):
-        facts = TableFacts(schema, name, rows, tuple(columns), tuple(types), tuple(key))
-        found[facts.qualified] = facts
-    return found
+def tables(session: Session) -> dict[str, Table]:
+    return by_name(catalog.tables(session.rows(catalog.TABLES_SQL)))
 
 
 # --- bucket ----------------------------------------------------------------------------------
 
-def read_object(s3, bucket: str, key: str) -> bytes | None:
-    try:
-        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as exc:
-        if exc.response["Error"].get("Code") in ("NoSuchKey", "404"):
-            return None
-        raise
-
-
-def list_objects(s3, bucket: str, prefix: str) -> dict[str, int]:
-    """Current objects under prefix: key -> size."""
-    found = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        found.update({o["Key"]: o["Size"] for o in page.get("Contents", [])})
-    return found
-
-
-def object_sha256(s3, bucket: str, key: str) -> str:
-    digest = hashlib.sha256()
-    for chunk in s3.get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(8 * 1024 * 1024):
-        digest.update(chunk)
-    return digest.hexdigest()
-
-
 def objects_sha256(s3, bucket: str, keys: list[str], workers: int = 8) -> dict[str, str]:
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return dict(zip(keys, pool.map(lambda k: object_sha256(s3, bucket, k), keys)))
+    with Pool(workers, name="hash") as hashers:
+        return dict(hashers.map(lambda _, key: (key, cloud.object_sha256(s3, bucket, key)), keys))
 
 
 # --- archive host ----------------------------------------------------------------------------
 
 def archive_listing(inv: Inventory, host: str, path: str) -> dict[str, int]:
     """Files of the source archive: relative path -> size (the source is frozen)."""
-    h = ssh.host(inv, host)
-    with ssh.connect(inv, host) as client, client.open_sftp() as sftp:
-        top = ssh.host_path(h, path)
-        return {posixpath.normpath(rel): attrs.st_size for rel, attrs in ssh.walk(sftp, top)}
+    return {posixpath.normpath(rel): size for rel, size, _, _ in ssh.list_files(inv, host, path)}
 
 
 def restored_archive(inv: Inventory, host: str, path: str, hash_paths: list[str] | None) -> tuple[dict, dict]:
     """The archive restored on the target host: relative path -> size, and SHA-256 of
     `hash_paths` computed on the host (no file crosses the network); empty when it is missing."""
-    from migrate.transfer.restore import remote_hashes  # the host-side hashing of the restore
-    h = ssh.host(inv, host)
-    with ssh.connect(inv, host) as client, client.open_sftp() as sftp:
-        top = ssh.host_path(h, path)
+    top = ssh.host_path(ssh.host(inv, host), path)
+    with ssh.sftp_session(inv, host) as (client, sftp):
         try:
             sizes = {posixpath.normpath(rel): attrs.st_size for rel, attrs in ssh.walk(sftp, top)}
         except FileNotFoundError:
             return {}, {}
         wanted = [p for p in (hash_paths or []) if p in sizes]
-        return sizes, remote_hashes(client, top, wanted) if wanted else {}
+        hashes = ssh.remote_hashes(client, top, wanted) if wanted else {}
+    if hashes is None:
+        raise StepFailed(f"{top}: the target host could not hash the restored files")
+    return sizes, hashes

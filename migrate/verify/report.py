@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 from migrate.config import Inventory
-from migrate.engine.journal import Journal
 from migrate.errors import MigrateError
 from migrate.verify.model import Difference, Report
 
@@ -82,8 +81,9 @@ def _atomic(path: Path, body: bytes) -> None:
     os.replace(tmp, path)
 
 
-def record(inv: Inventory, journal: Journal, report: Report, run_id: str | None, step: str | None = None) -> Path:
-    """Write the report and journal it: status, counts, evidence digests, file and SHA-256."""
+def record(inv: Inventory, journal, report: Report, run_id: str | None, step: str | None = None) -> Path:
+    """Write the report and journal it (the engine's journal: anything with its `append`): status,
+    counts, evidence digests, file and SHA-256."""
     path, sha = write(inv, report)
     evidence = {f"{s.database} {s.name}": {k: s.facts.get(k) for k in ("target_rows", "target_sha256", "source_sha256")}
                 for s in report.sections if s.area == "evidence"}
@@ -94,7 +94,7 @@ def record(inv: Inventory, journal: Journal, report: Report, run_id: str | None,
     return path
 
 
-def last(inv: Inventory, journal: Journal, wave: str) -> tuple[dict, dict]:
+def last(inv: Inventory, journal, wave: str) -> tuple[dict, dict]:
     """The last journalled verification of a wave and its report, checked against its hash."""
     found = [r for r in journal.records(wave=wave) if r.kind == RECORD_KIND]
     if not found:

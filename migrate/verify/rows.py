@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
+from migrate.transfer.catalog import INTEGER_TYPES, Table
 from migrate.verify.model import Difference, TableResult
-from migrate.verify.probes import Pair, TableFacts
+from migrate.verify.probes import Pair
 
-INTEGER_TYPES = ("smallint", "integer", "bigint")
 HASH_BUCKETS = 1 << 20
 LEAF_ROWS = 2000          # at or below this many rows a segment is listed, not split again
 FAN_OUT = 32              # sub-segments per level below the top
@@ -31,7 +31,7 @@ TOP_SEGMENTS_MAX = 1024   # the top level aims at LEAF_ROWS per segment, up to t
 class Shape:
     """How one table is read on both sides: the columns both have, the key, the key expression."""
 
-    facts: TableFacts
+    facts: Table
     columns: tuple[str, ...]
 
     @property
@@ -57,7 +57,7 @@ def row_text(columns) -> sql.Composable:
     return sql.SQL("ROW({})").format(sql.SQL(", ").join(sql.Identifier(c) for c in columns))
 
 
-def shape(source: TableFacts, target: TableFacts) -> Shape:
+def shape(source: Table, target: Table) -> Shape:
     common = tuple(c for c in source.columns if c in target.columns)  # the rest is a schema difference
     return Shape(source, common)
 

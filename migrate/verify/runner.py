@@ -1,50 +1,52 @@
 """One verification of a wave: every database of its systems (schema, sequences, rows,
-business totals, legal evidence), then every document archive, into one Report."""
+business totals, legal evidence), then every document archive, into one Report.
+
+`bus` is the engine's event bus (anything with `emit`), `journal` the engine's journal
+(anything with `records`): verification reads them and imports nothing of the engine."""
 
 from __future__ import annotations
 
-import os
-import threading
+import functools
 import time
-from concurrent.futures import ThreadPoolExecutor
 
+from migrate.adapters import cloud
 from migrate.config import Database, Inventory, order_systems
-from migrate.engine.events import Bus
-from migrate.engine.journal import Journal
-from migrate.engine.ops import Context
 from migrate.errors import MigrateError
+from migrate.model import layout
+from migrate.transfer import catalog
+from migrate.transfer.pool import Pool, worker_count
 from migrate.verify import business, documents, evidence, probes, rows, schema
 from migrate.verify.model import Difference, Report, Section
 
 
-def evidence_step_id(system: str, database: str) -> str:
-    return f"{system}/evidence:{database}"
-
-
-def source_digests(journal: Journal | None, run_id: str | None) -> dict[str, dict]:
-    """Digests the wave's evidence steps journalled before the copy: {"system/db table": digest}."""
+def source_digests(journal, run_id: str | None) -> dict[str, dict]:
+    """Digests the wave's evidence operations journalled before the copy: {"system/db table": digest}."""
     if journal is None or run_id is None:
         return {}
+    records = journal.records(run_id=run_id)
+    digested = {r.seq: r.data["action"]["args"] for r in records
+                if r.kind == "effect" and r.data.get("action", {}).get("op") == layout.EVIDENCE_OP}
     found = {}
-    for r in journal.records(run_id=run_id):
-        if r.kind == "effect_done" and r.step and "/evidence:" in r.step:
-            system, database = r.step.split("/evidence:")
+    for r in records:
+        args = digested.get(r.data.get("effect")) if r.kind == "effect_done" else None
+        if args is not None:
             for table, digest in (r.data.get("result") or {}).get("digests", {}).items():
-                found[f"{system}/{database} {table}"] = digest
+                found[f"{args['system']}/{args['database']} {table}"] = digest
     return found
 
 
-def verify(inv: Inventory, wave: str, *, run_id: str | None, depth: str, bus: Bus,
-           journal: Journal | None = None) -> Report:
+def verify(inv: Inventory, wave: str, *, run_id: str | None, depth: str, bus, journal=None) -> Report:
     started = time.monotonic()
     report = Report(wave, run_id, depth, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     before = source_digests(journal, run_id)
+    run = layout.RunLayout(inv.spec.storage.prefix, wave, run_id) if run_id is not None else None
+    s3 = functools.cache(lambda: cloud.client(inv))  # one client per verification, made if an archive needs it
     for name in order_systems(inv.spec, inv.spec.waves[wave].systems):
         system = inv.spec.systems[name]
         for dbname, d in system.databases.items():
             verify_database(inv, f"{name}/{dbname}", d, depth, bus, report, before)
         if system.archive:
-            verify_archive(inv, wave, run_id, name, depth, report)
+            verify_archive(inv, s3, run, name, depth, report)
     report.seconds = time.monotonic() - started
     return report
 
@@ -60,7 +62,7 @@ def open_pair(inv: Inventory, d: Database) -> probes.Pair:
         raise
 
 
-def verify_database(inv: Inventory, label: str, d: Database, depth: str, bus: Bus, report: Report,
+def verify_database(inv: Inventory, label: str, d: Database, depth: str, bus, report: Report,
                     before: dict) -> None:
     try:
         pair = open_pair(inv, d)
@@ -70,7 +72,7 @@ def verify_database(inv: Inventory, label: str, d: Database, depth: str, bus: Bu
                                detail=str(exc).split(":")[0])])
         return
     try:
-        src_tables, tgt_tables = (dict_of(rows_) for rows_ in pair.both(probes.TABLES))
+        src_tables, tgt_tables = (probes.by_name(catalog.tables(found)) for found in pair.both(catalog.TABLES_SQL))
         report.add(compare_schema(pair, label))
         report.add(schema.compare_privileges(label, *pair.both(schema.PRIVILEGES), schema.role_map(d)))
         evidence_tables = [] if depth == "counts" else [evidence.qualified(t) for t in d.evidence_tables]
@@ -114,11 +116,6 @@ def add_evidence(report: Report, label: str, table: str, digests: tuple[dict, di
     report.add(diffs)
 
 
-def dict_of(table_rows: list[tuple]) -> dict[str, probes.TableFacts]:
-    facts = (probes.TableFacts(s, n, r, tuple(c), tuple(t), tuple(k)) for s, n, r, c, t, k in table_rows)
-    return {f.qualified: f for f in facts}
-
-
 def compare_schema(pair: probes.Pair, label: str) -> list[Difference]:
     source, target = {}, {}
     for kind, query in schema.SNAPSHOT.items():
@@ -134,54 +131,28 @@ def compare_schema(pair: probes.Pair, label: str) -> list[Difference]:
     return diffs + schema.compare_sequences(label, dict(src_next), dict(tgt_next))
 
 
-class PairPool:
-    """One source+target session pair per worker thread, opened on first use."""
-
-    def __init__(self, inv: Inventory, d: Database):
-        self.inv, self.d = inv, d
-        self.local, self.lock, self.opened = threading.local(), threading.Lock(), []
-
-    def get(self) -> probes.Pair:
-        if not hasattr(self.local, "pair"):
-            self.local.pair = open_pair(self.inv, self.d)
-            with self.lock:
-                self.opened.append(self.local.pair)
-        return self.local.pair
-
-    def close(self) -> None:
-        for pair in self.opened:
-            pair.close()
-
-
-def workers(inv: Inventory) -> int:
-    return inv.spec.transfer.workers or os.cpu_count() or 2
-
-
-def compare_tables(inv: Inventory, d: Database, label: str, tables: list, depth: str, bus: Bus) -> list:
-    """(TableResult, evidence digests or None) per table, tables compared in parallel."""
+def compare_tables(inv: Inventory, d: Database, label: str, tables: list, depth: str, bus) -> list:
+    """(TableResult, evidence digests or None) per table, tables compared in parallel, each
+    worker on its own source+target session pair."""
     # Largest first, so the long tables start at once and the small ones fill the gaps.
     tables = sorted(tables, key=lambda t: -t[0].estimated_rows)
-    pool = PairPool(inv, d)
 
-    def one(item):
+    def one(pair: probes.Pair, item):
         src, tgt, is_evidence = item
         s = rows.shape(src, tgt)
         digests = None
         if depth == "counts":
-            result = rows.compare_counts(pool.get(), s, label)
+            result = rows.compare_counts(pair, s, label)
         elif is_evidence:
-            result, *digests = evidence.compare_table(pool.get(), s, label)
+            result, *digests = evidence.compare_table(pair, s, label)
         else:
-            result = rows.compare_checksums(pool.get(), s, label)
+            result = rows.compare_checksums(pair, s, label)
         bus.emit("verify_table", database=label, table=result.table, status=result.status,
                  source_rows=result.source_rows, target_rows=result.target_rows, seconds=round(result.seconds, 3))
         return result, digests
 
-    try:
-        with ThreadPoolExecutor(max_workers=workers(inv)) as threads:
-            results = list(threads.map(one, tables))
-    finally:
-        pool.close()
+    with Pool(worker_count(inv.spec.transfer.workers), lambda: open_pair(inv, d), name="verify") as pairs:
+        results = pairs.map(one, tables)
     return sorted(results, key=lambda r: r[0].table)
 
 
@@ -202,23 +173,22 @@ def source_evidence(inv: Inventory, d: Database) -> dict[str, dict]:
 
 # --- documents -------------------------------------------------------------------------------
 
-def verify_archive(inv: Inventory, wave: str, run_id: str | None, system: str, depth: str,
+def verify_archive(inv: Inventory, s3, run: layout.RunLayout | None, system: str, depth: str,
                    report: Report) -> None:
-    if run_id is None:
+    """`s3()` gives the verification's S3 client; `run` is None when the wave has no run."""
+    if run is None:
         report.sections.append(Section("documents", system, "archive", "skipped",
                                        {"reason": "no run of this wave in the journal: nothing was staged"}))
         return
-    from migrate.steps.files import archive_prefix  # the staging layout belongs to the copy step
-    ctx = Context(inv=inv, run_id=run_id, wave=wave)
-    prefix, bucket = archive_prefix(ctx, system), inv.spec.storage.bucket
-    body = probes.read_object(ctx.s3, bucket, f"{prefix}/manifest.json")
-    if body is None:
-        section, diffs = documents.missing_manifest(system, f"{prefix}/manifest.json")
+    prefix, bucket = run.documents(system), inv.spec.storage.bucket
+    key = f"{prefix}/manifest.json"
+    objects = cloud.object_sizes(s3(), bucket, prefix + "/")
+    if key not in objects:
+        section, diffs = documents.missing_manifest(system, key)
     else:
-        manifest = documents.parse_manifest(body)
-        objects = probes.list_objects(ctx.s3, bucket, prefix + "/")
+        manifest = documents.parse_manifest(b"".join(cloud.iter_object(s3(), bucket, key)))
         present = [f["key"] for f in manifest.get("files", []) if f["key"] in objects]
-        hashes = None if depth != "full" else probes.objects_sha256(ctx.s3, bucket, present)
+        hashes = None if depth != "full" else probes.objects_sha256(s3(), bucket, present)
         archive = inv.spec.systems[system].archive
         on_source = probes.archive_listing(inv, archive.host, archive.path)
         section, diffs = documents.compare(system, manifest, objects, hashes, on_source)

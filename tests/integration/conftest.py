@@ -11,13 +11,13 @@ from tests.integration import lab_support as lab
 @pytest.fixture(scope="session")
 def test_lab():
     """A real lab (PostgreSQL x2, sshd x3, moto, the web stand-ins) for the whole session."""
-    from migrate.lab import services
+    from migrate.lab import api as lab_api
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(sys.modules, "migrate.lab.data", real_data)
-        services.up(lab.LAB_DIR, ports=services.LabPorts(**lab.PORTS), employees=12, years=1, seed=7)
+        lab_api.up(lab.LAB_DIR, ports=lab_api.LabPorts(**lab.PORTS), employees=12, years=1, seed=7)
     lab.write_inventory()
     yield lab
-    services.down(lab.LAB_DIR)
+    lab_api.down(lab.LAB_DIR)
 
 
 @pytest.fixture

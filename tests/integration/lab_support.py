@@ -28,7 +28,7 @@ DATABASES = ("personale", "presenze")
 def write_inventory() -> Path:
     """The lab inventory from git, pointed at the test lab: the same files, other ports/paths."""
     from migrate.lab.inventory import write_lab_inventory
-    from migrate.lab.services import LabPorts
+    from migrate.lab.api import LabPorts
     return write_lab_inventory(LAB_DIR, LabPorts(**PORTS), INVENTORY)
 
 
@@ -150,9 +150,9 @@ def bucket_versions() -> list[tuple[str, str]]:
 
 def reset() -> None:
     """Back to the lab's state right after its seed: source and target databases, replication,
-    bucket, every host's tree, DNS (services.reset), and no orchestrator state."""
-    from migrate.lab import services
-    services.reset(LAB_DIR)
+    bucket, every host's tree, DNS (migrate.lab.api.reset), and no orchestrator state."""
+    from migrate.lab import api as lab_api
+    lab_api.reset(LAB_DIR)
     shutil.rmtree(INVENTORY / ".state", ignore_errors=True)
 
 

@@ -29,6 +29,7 @@ from migrate.adapters import cloud
 from migrate.config import Transfer
 from migrate.engine.journal import Journal
 from migrate.errors import StepFailed
+from migrate.model import layout
 from migrate.transfer import chunks as chunking
 from migrate.transfer import dbcopy
 from migrate.transfer.chunks import Chunk
@@ -204,7 +205,7 @@ def fresh(tricky, endpoint, tmp_path):
     with psycopg.connect(lab.dsn("source", DB)) as conn:
         planned = chunking.plan_chunks(chunking.read_tables(conn, SETTINGS.chunk_mb * dbcopy.MIB),
                                        SETTINGS.chunk_mb * dbcopy.MIB)
-    return {"url": endpoint[1], "endpoint": endpoint[0], "journal": str(tmp_path / "journal.sqlite"),
+    return {"url": endpoint[1], "endpoint": endpoint[0], "journal": str(layout.journal_path(tmp_path)),
             "run": f"run-{tmp_path.name}", "prefix": f"test/{tmp_path.name}/db/{DB}",
             "chunks": [c.to_json() for c in planned], "inv": inv}
 
@@ -218,7 +219,7 @@ def _empty_bucket(inv) -> None:
 
 def make_job(args: dict, *, progress=None) -> dbcopy.Job:
     inv = inventory(args["url"])
-    log = TransferLog(Journal(Path(args["journal"])), args["run"], "wave-test", f"test/restore-db:{DB}")
+    log = TransferLog(Journal(Path(args["journal"])), args["run"], "wave-test", layout.restore_db_id("test", DB))
     return dbcopy.Job(inv=inv, s3=cloud.client(inv, pool=16), log=log, scope=DB,
                       source=dbcopy.Side("onprem-pg", DB), target=dbcopy.Side("cloud-pg", DB),
                       prefix=args["prefix"], chunks=[Chunk.from_json(c) for c in args["chunks"]],
@@ -377,19 +378,22 @@ def test_dropped_connections_are_retried_and_leave_no_incomplete_upload(fresh):
 
 
 def test_staging_prefix_expires_and_its_undo_deletes_every_version(fresh):
-    from migrate.engine.ops import Context
-    from migrate.steps import database as steps
+    from migrate import commands
+    from migrate.model.layout import RunLayout
+    from migrate.ops import staging
+    from migrate.steps.database import OpenStaging
 
     inv = fresh["inv"]
-    ctx = Context(inv=inv, run_id="run-expiry", wave="wave-test")
-    plan = steps.OpenStaging(inv.spec.storage.bucket).plan(ctx)
+    ctx = commands.context(inv, "run-expiry", "wave-test")
+    plan = commands.plan_steps(inv, "wave-test", "run-expiry", [OpenStaging(inv.spec.storage.bucket)]).steps[0]
     action = plan.actions[0]
-    opened = steps.open_staging(ctx, **action.args)
+    opened = staging.open_staging(ctx, **action.args)
+    rule_id = RunLayout(inv.spec.storage.prefix, "wave-test", "run-expiry").expiry_rule_id
     s3, bucket = cloud.client(inv), inv.spec.storage.bucket
     prefix = action.args["prefix"]
     if fresh["endpoint"] == "moto":
         assert opened["lifecycle"] == "set"
-        rule = next(r for r in cloud.expiry_rules(s3, bucket) if r["ID"] == steps.expiry_rule_id("run-expiry"))
+        rule = next(r for r in cloud.expiry_rules(s3, bucket) if r["ID"] == rule_id)
         assert rule["Filter"]["Prefix"] == prefix + "/" and rule["Expiration"]["Days"] == SETTINGS.staging_expiry_days
         assert rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == 1
     else:
@@ -399,7 +403,7 @@ def test_staging_prefix_expires_and_its_undo_deletes_every_version(fresh):
     upload = s3.create_multipart_upload(Bucket=bucket, Key=f"{prefix}/docs/big")["UploadId"]
     s3.upload_part(Bucket=bucket, Key=f"{prefix}/docs/big", UploadId=upload, PartNumber=1, Body=b"x" * cloud.MIN_PART)
 
-    steps.close_staging(ctx, **action.undo.args)
+    staging.close_staging(ctx, **action.undo.args)
     assert cloud.list_versions(s3, bucket, prefix + "/") == {}
     assert cloud.incomplete_uploads(s3, bucket, prefix + "/") == []
-    assert all(r["ID"] != steps.expiry_rule_id("run-expiry") for r in cloud.expiry_rules(s3, bucket))
+    assert all(r["ID"] != rule_id for r in cloud.expiry_rules(s3, bucket))

@@ -24,19 +24,21 @@ from urllib.parse import unquote
 
 import pytest
 
-from migrate import config
+from migrate import commands, config
 from migrate.adapters import cloud
 from migrate.engine import state
 from migrate.engine.events import Bus
 from migrate.engine.executor import Executor
 from migrate.engine.journal import Journal
-from migrate.engine.ops import Context
-from migrate.engine.sinks import LiveSink
+from migrate.engine.context import Context
 from migrate.errors import StepFailed
+from migrate.model.layout import RunLayout, journal_path
 from migrate.model.plan import WavePlan
-from migrate.steps import files as file_steps
+from migrate.ops import archive as archive_ops
+from migrate.steps.archive import RestoreArchive, StageArchive
 from migrate.steps.database import OpenStaging
-from migrate.transfer import archive, restore
+from migrate.transfer import archive_restore as restore
+from migrate.transfer import archive_stage as archive
 from migrate.transfer.log import TransferLog
 from tests.integration import lab_support as lab
 
@@ -163,17 +165,16 @@ def restorable(clean_lab):
 def run_steps(run_id: str, steps: list) -> tuple[Journal, Context, WavePlan]:
     """What `migrate run` does with these steps: plan, journal the plan, apply."""
     inv = config.load(lab.INVENTORY)
-    ctx = Context(inv=inv, run_id=run_id, wave="wave-test")
-    plan = WavePlan("wave-test", run_id, tuple(step.plan(ctx) for step in steps))
-    j = Journal(inv.state_dir / "journal.sqlite")
+    j = Journal(journal_path(inv.state_dir))
+    ctx = commands.context(inv, run_id, "wave-test", journal=j)
+    plan = commands.plan_steps(inv, "wave-test", run_id, steps)
     j.append(run_id, "wave-test", "run_started", {"plan": plan.to_json(), "operator": "test"})
-    Executor(j, LiveSink(ctx), Bus()).apply(plan)
+    Executor(j, commands.live_sink(ctx), Bus()).apply(plan)
     return j, ctx, plan
 
 
 def stage_steps() -> list:
-    return [OpenStaging(lab.BUCKET), file_steps.StageArchive("personnel", "src-app", ARCHIVE),
-            file_steps.OpenArchiveRestore("personnel", "tgt-app", TARGET)]
+    return [OpenStaging(lab.BUCKET), StageArchive("personnel", "src-app", ARCHIVE)]
 
 
 def result_of(j: Journal, run_id: str, step: str) -> dict:
@@ -190,7 +191,7 @@ def test_archive_is_restored_with_its_checks_incrementally_and_rolled_back_exact
     unrelated.write_text("not from the archive")
     source = files_of(restorable)
 
-    steps = [*stage_steps(), file_steps.RestoreArchive("personnel", "tgt-app", TARGET)]
+    steps = [*stage_steps(), RestoreArchive("personnel", "tgt-app", TARGET)]
     j, ctx, plan = run_steps("run-restore", steps)
     done = result_of(j, "run-restore", "personnel/restore-archive")
     assert done["files"] == len(source) and done["skipped_present"] == 1 and done["written"] == len(source) - 1
@@ -199,11 +200,11 @@ def test_archive_is_restored_with_its_checks_incrementally_and_rolled_back_exact
     assert restored["zz-restore/private scan.pdf"][1:] == ("0o600", 1_500_000_000)
     assert not [p for p in target_root().rglob("*") if ".migrate-" in p.name], "no temporary file left"
 
-    again = file_steps.restore_from_bucket(ctx, **RESTORE_ARGS)
+    again = archive_ops.restore_from_bucket(ctx, **RESTORE_ARGS)
     assert again["written"] == 0 and again["skipped_present"] == len(source), "incremental"
 
     view = state.latest(j.records(wave="wave-test"))
-    Executor(j, LiveSink(ctx), Bus()).undo(plan, view.pending_undo())
+    Executor(j, commands.live_sink(ctx), Bus()).undo(plan, view.pending_undo())
     assert set(files_of(target_root())) == {"zz-restore/notes.txt", "zz-restore/sub dir/D'Angelo Nicolò.pdf"}, \
         "exactly the files the restore wrote are gone"
     assert dirs_of(target_root()) == before_dirs | {"zz-restore", "zz-restore/sub dir"}, "and the directories it made"
@@ -222,15 +223,17 @@ def restore_child(run_id: str) -> None:
         time.sleep(0.3)
         return size
     restore.Writer.restore = slowly
-    ctx = Context(inv=config.load(lab.INVENTORY), run_id=run_id, wave="wave-test")
-    file_steps.restore_from_bucket(ctx, **RESTORE_ARGS)
+    inv = config.load(lab.INVENTORY)
+    ctx = commands.context(inv, run_id, "wave-test", journal=Journal(journal_path(inv.state_dir)))
+    archive_ops.restore_from_bucket(ctx, **RESTORE_ARGS)
 
 
 def test_refusals_then_a_killed_restore_resumes_writing_only_the_rest(restorable):
     _, ctx, _ = run_steps("run-refuse", stage_steps())
+    s3 = cloud.client(ctx.inv)
     source = files_of(restorable)
-    manifest = json.loads(b"".join(cloud.iter_object(ctx.s3, lab.BUCKET, f"{file_steps.archive_prefix(ctx, 'personnel')}"
-                                                                         "/manifest.json")))
+    manifest = json.loads(b"".join(cloud.iter_object(s3, lab.BUCKET, RunLayout("waves", "wave-test", "run-refuse")
+                                                                     .documents("personnel") + "/manifest.json")))
     victim = next(f for f in manifest["files"] if f["path"] == "zz-restore/private scan.pdf")
     final = target_root() / victim["path"]
 
@@ -240,27 +243,26 @@ def test_refusals_then_a_killed_restore_resumes_writing_only_the_rest(restorable
     in_the_way.write_bytes(b"%PDF-1.4 someone else's")
     untouched = files_of(target_root())
     with pytest.raises(StepFailed, match="1 document.* differ from the staged ones .first: zz-restore/sub dir/D'Angelo"):
-        file_steps.restore_from_bucket(ctx, **RESTORE_ARGS)
+        archive_ops.restore_from_bucket(ctx, **RESTORE_ARGS)
     assert files_of(target_root()) == untouched
     in_the_way.unlink()
 
     # A staged object with one flipped byte (its metadata intact): refused, nothing at its place.
-    original = b"".join(cloud.iter_object(ctx.s3, lab.BUCKET, victim["key"]))
-    metadata = cloud.head_metadata(ctx.s3, lab.BUCKET, victim["key"])
+    original = b"".join(cloud.iter_object(s3, lab.BUCKET, victim["key"]))
+    metadata = cloud.head_metadata(s3, lab.BUCKET, victim["key"])
     flipped = bytearray(original)
     flipped[len(flipped) // 2] ^= 0x01
-    ctx.s3.put_object(Bucket=lab.BUCKET, Key=victim["key"], Body=bytes(flipped), Metadata=metadata)
+    s3.put_object(Bucket=lab.BUCKET, Key=victim["key"], Body=bytes(flipped), Metadata=metadata)
     with pytest.raises(StepFailed, match=f"staged object s3://{lab.BUCKET}/{re.escape(victim['key'])}: SHA-256 .*"
                                          "refusing to restore it"):
-        file_steps.restore_from_bucket(ctx, **RESTORE_ARGS)
+        archive_ops.restore_from_bucket(ctx, **RESTORE_ARGS)
     assert not final.exists() and not [p for p in target_root().rglob("*") if ".migrate-" in p.name]
-    ctx.s3.put_object(Bucket=lab.BUCKET, Key=victim["key"], Body=original, Metadata=metadata)
+    s3.put_object(Bucket=lab.BUCKET, Key=victim["key"], Body=original, Metadata=metadata)
 
-    # Killed after a few files; the step's undo (what a resume runs first) and a rerun finish it.
+    # Killed after a few files; a rerun removes the killed attempt's temporary files and finishes it.
     kill_after("restore_child(sys.argv[1])", ["run-refuse"], "restored", 3)
-    file_steps.remove_restore_leftovers(ctx, **RESTORE_ARGS)
-    done = file_steps.restore_from_bucket(ctx, **RESTORE_ARGS)
+    done = archive_ops.restore_from_bucket(ctx, **RESTORE_ARGS)
     assert done["skipped_present"] >= 3 and done["written"] + done["skipped_present"] == len(source)
     assert files_of(target_root()) == source
-    file_steps.remove_restored(ctx, **RESTORE_ARGS)
+    archive_ops.remove_restored(ctx, **RESTORE_ARGS)
     assert files_of(target_root()) == {}, "every attempt's files, as its intent recorded them"

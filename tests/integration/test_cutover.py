@@ -143,7 +143,7 @@ def test_failed_checks_after_the_switch_roll_the_wave_back(clean_lab):
 # runs after every step of the lab wave (about 25 s each).
 EVERY_STEP = ["freeze:src-app", "attendance/evidence:presenze", "staging:comune-migration-staging",
               "personnel/stage-db:personale", "attendance/stage-db:presenze", "personnel/stage-archive",
-              "personnel/open-restore-archive", "personnel/restore-archive", "personnel/create-db:personale",
+              "personnel/restore-archive", "personnel/create-db:personale",
               "attendance/create-db:presenze", "personnel/restore-db:personale", "attendance/restore-db:presenze",
               "verify", "personnel/way-back:personale", "attendance/way-back:presenze", "configure:tgt-app",
               "target-health", "go-no-go", "switch-entry"]

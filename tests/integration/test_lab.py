@@ -29,8 +29,8 @@ import paramiko
 import psycopg
 import pytest
 
-from migrate.lab import services
-from migrate.lab.services import LabError, LabPorts
+from migrate.lab import api as lab_api
+from migrate.lab.api import LabError, LabPorts
 from tests.integration import lab_support
 
 pytestmark = pytest.mark.skipif(
@@ -166,7 +166,7 @@ def lab_dir(seed_stub):
     finally:
         try:
             if lab.exists():
-                services.down(lab, purge=True)
+                lab_api.down(lab, purge=True)
         finally:
             force_cleanup(lab)
             shutil.rmtree(parent, ignore_errors=True)
@@ -175,7 +175,7 @@ def lab_dir(seed_stub):
 @pytest.fixture(scope="module")
 def lab(lab_dir, seed_stub):
     started = time.monotonic()
-    result = services.up(lab_dir, ports=PORTS, employees=3, years=1, seed=7)
+    result = lab_api.up(lab_dir, ports=PORTS, employees=3, years=1, seed=7)
     print(f"fresh up took {time.monotonic() - started:.1f}s")
     return result
 
@@ -190,7 +190,7 @@ def test_a_held_port_fails_up_before_anything_starts(seed_stub):
             squatter.bind(("127.0.0.1", OTHER_PORTS.pg_target))
             squatter.listen()
             with pytest.raises(LabError, match=rf"port {OTHER_PORTS.pg_target}.*pg-target"):
-                services.up(parent / "lab", ports=OTHER_PORTS)
+                lab_api.up(parent / "lab", ports=OTHER_PORTS)
         assert not (parent / "lab").exists(), "nothing may be built before the port check"
         assert not any(port_is_listening(p) for p in all_ports(OTHER_PORTS))
         assert len(seed_stub.calls) == calls_before
@@ -203,7 +203,7 @@ def test_a_lab_the_postgres_user_cannot_reach_is_refused():
     private = Path(tempfile.mkdtemp(prefix="migrate-lab-private-", dir="/tmp"))  # mode 0700
     try:
         with pytest.raises(LabError, match="not searchable"):
-            services.up(private / "lab", ports=OTHER_PORTS)
+            lab_api.up(private / "lab", ports=OTHER_PORTS)
         assert not (private / "lab").exists()
     finally:
         shutil.rmtree(private, ignore_errors=True)
@@ -211,13 +211,13 @@ def test_a_lab_the_postgres_user_cannot_reach_is_refused():
 
 def test_status_of_a_missing_lab_is_an_operator_error(tmp_path):
     with pytest.raises(LabError, match="no lab"):
-        services.status(tmp_path / "nothing-here")
+        lab_api.status(tmp_path / "nothing-here")
 
 
 # --- the running lab -----------------------------------------------------------------------
 
 def test_up_reports_every_service_up_with_passfile_dsns(lab, lab_dir):
-    assert lab == services.status(lab_dir)
+    assert lab == lab_api.status(lab_dir)
     assert lab["lab_dir"] == str(lab_dir)
     assert lab["postgres"] == {"source": {"port": PORTS.pg_source, "up": True},
                                "target": {"port": PORTS.pg_target, "up": True}}
@@ -333,7 +333,7 @@ def test_no_secret_reaches_lab_json_status_or_logs(lab, lab_dir):
     exposed = [lab_dir / "lab.json", lab_dir / "pg/source.log", lab_dir / "pg/target.log",
                lab_dir / "s3/moto.log", lab_dir / "web/web.log", *lab_dir.glob("hosts/*/sshd*"),
                *[p for p in lab_dir.glob("hosts/*/root/**/*") if p.is_file()]]
-    texts = [json.dumps(services.status(lab_dir))] + [p.read_text() for p in exposed]
+    texts = [json.dumps(lab_api.status(lab_dir))] + [p.read_text() for p in exposed]
     for text in texts:
         assert not any(secret in text for secret in secrets)
         assert client_key not in text
@@ -344,13 +344,13 @@ def test_up_again_changes_nothing(lab, lab_dir, seed_stub):
     before = (state_file.read_text(), state_file.stat().st_mtime_ns)
     calls = len(seed_stub.calls)
 
-    again = services.up(lab_dir)  # no ports: the recorded ones are used
+    again = lab_api.up(lab_dir)  # no ports: the recorded ones are used
 
     assert again == lab
     assert (state_file.read_text(), state_file.stat().st_mtime_ns) == before
     assert len(seed_stub.calls) == calls
     with pytest.raises(LabError, match="built with ports"):
-        services.up(lab_dir, ports=OTHER_PORTS)
+        lab_api.up(lab_dir, ports=OTHER_PORTS)
 
 
 def test_up_restarts_only_what_is_down_and_ignores_stale_pids(lab, lab_dir, seed_stub):
@@ -362,17 +362,17 @@ def test_up_restarts_only_what_is_down_and_ignores_stale_pids(lab, lab_dir, seed
     state = json.loads((lab_dir / "lab.json").read_text())
     state["pids"]["tgt-app"] = os.getpid()
     (lab_dir / "lab.json").write_text(json.dumps(state))
-    assert services.status(lab_dir)["ssh"]["tgt-app"]["up"] is False
+    assert lab_api.status(lab_dir)["ssh"]["tgt-app"]["up"] is False
 
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", PORTS.ssh_tgt_app))
         squatter.listen()
         with pytest.raises(LabError, match=rf"port {PORTS.ssh_tgt_app}.*tgt-app"):
-            services.up(lab_dir)
+            lab_api.up(lab_dir)
     assert recorded_pids(lab_dir)["tgt-app"] == os.getpid()  # nothing was started
 
     calls = len(seed_stub.calls)
-    result = services.up(lab_dir)
+    result = lab_api.up(lab_dir)
     now = recorded_pids(lab_dir)
     assert now["tgt-app"] not in (pids["tgt-app"], os.getpid())
     assert {k: v for k, v in now.items() if k != "tgt-app"} == \
@@ -390,7 +390,7 @@ def test_up_recovers_a_crashed_cluster_despite_its_stale_lock_files(lab, lab_dir
     assert (lab_dir / f"run/pg/.s.PGSQL.{PORTS.pg_source}.lock").exists()
     calls = len(seed_stub.calls)
 
-    result = services.up(lab_dir)
+    result = lab_api.up(lab_dir)
 
     assert result["postgres"]["source"]["up"] is True
     now = recorded_pids(lab_dir)
@@ -412,7 +412,7 @@ def test_reseed_returns_the_target_side_to_its_initial_state(lab, lab_dir, seed_
     s3 = s3_client(lab_dir, lab["s3"]["endpoint_url"])
     s3.put_object(Bucket="comune-migration-staging", Key="staged/dump", Body=b"x")
 
-    result = services.reseed(lab_dir, employees=2, years=1, seed=9)
+    result = lab_api.reseed(lab_dir, employees=2, years=1, seed=9)
 
     assert result == {"personale.dipendenti": 2, "archive.files": 1}  # what seed returned
     assert seed_stub.calls[-1] == {"employees": 2, "years": 1, "seed": 9}
@@ -432,7 +432,7 @@ def test_reseed_returns_the_target_side_to_its_initial_state(lab, lab_dir, seed_
 # --- what a cutover works with: apps, front door, collector, DNS, replication, reset ---------
 #
 # These use the session lab (real seeded data, see conftest.py), put back to its post-seed
-# state before each test by `clean_lab` (services.reset).
+# state before each test by `clean_lab` (lab_api.reset).
 
 def session_port(name: str) -> int:
     return lab_support.PORTS[name]
@@ -579,7 +579,7 @@ def test_dns_names_point_at_the_source_and_up_does_not_duplicate_the_zone(clean_
     expected = {"personale.comune.lab.": "src-app.comune.lab.", "presenze.comune.lab.": "src-app.comune.lab."}
     assert lab_support.dns_records() == expected
     assert {(rs["Type"], rs["TTL"]) for rs in lab_support.dns_record_sets()} == {("CNAME", 60)}
-    services.up(lab_support.LAB_DIR)
+    lab_api.up(lab_support.LAB_DIR)
     assert lab_support.dns_records() == expected  # still exactly one zone (checked inside)
 
 
@@ -659,7 +659,7 @@ def test_reset_brings_back_the_initial_state_fast(clean_lab):
                                                  "tgt-app", "front", "dns"))
     assert changed["source_objects"] != before["source_objects"]
 
-    result = services.reset(lab_support.LAB_DIR)
+    result = lab_api.reset(lab_support.LAB_DIR)
 
     print(f"reset took {result['seconds']:.2f}s")
     assert lab_support.snapshot() == before
@@ -674,19 +674,19 @@ def test_down_stops_exactly_the_lab_processes_and_purge_removes_it(lab, lab_dir,
     pids = recorded_pids(lab_dir)
     bystander = subprocess.Popen(["sleep", "60"])
     try:
-        services.down(lab_dir)
+        lab_api.down(lab_dir)
         assert all(wait_gone(pid) for pid in pids.values()), pids
         assert bystander.poll() is None, "down must stop only the lab's own processes"
     finally:
         bystander.kill()
         bystander.wait()
     assert not any(port_is_listening(p) for p in all_ports(PORTS))
-    assert not any(services.status(lab_dir)["postgres"][c]["up"] for c in ("source", "target"))
+    assert not any(lab_api.status(lab_dir)["postgres"][c]["up"] for c in ("source", "target"))
     assert (lab_dir / "pg/source/PG_VERSION").exists(), "down keeps the data"
 
     # Back up from the kept data: no reseed, and the in-memory bucket is recreated.
     calls = len(seed_stub.calls)
-    again = services.up(lab_dir)
+    again = lab_api.up(lab_dir)
     assert len(seed_stub.calls) == calls
     assert again["s3"]["up"] and again["postgres"]["source"]["up"]
     with psycopg.connect(again["databases"]["personale"]["source"]) as conn:
@@ -695,6 +695,6 @@ def test_down_stops_exactly_the_lab_processes_and_purge_removes_it(lab, lab_dir,
     assert s3.get_bucket_versioning(Bucket="comune-migration-staging")["Status"] == "Enabled"
 
     pids = recorded_pids(lab_dir)
-    services.down(lab_dir, purge=True)
+    lab_api.down(lab_dir, purge=True)
     assert not lab_dir.exists()
     assert all(wait_gone(pid) for pid in pids.values()), pids

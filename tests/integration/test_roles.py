@@ -13,15 +13,15 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from migrate import config
+from migrate import commands, config
 from migrate.config import Database, DbRef
 from migrate.engine import state
 from migrate.engine.events import Bus
 from migrate.engine.executor import Executor
 from migrate.engine.journal import Journal
-from migrate.engine.ops import Context
-from migrate.engine.sinks import LiveSink
+from migrate.engine.context import Context
 from migrate.errors import ConfigError
+from migrate.model.layout import journal_path
 from migrate.model.plan import WavePlan
 from migrate.steps.database import (
     CreateDatabase,
@@ -131,17 +131,17 @@ def steps():
 
 def run(inv: config.Inventory, run_id: str) -> tuple[Journal, Context, WavePlan]:
     """What `migrate run` does with these steps: plan, journal the plan, apply."""
-    ctx = Context(inv=inv, run_id=run_id, wave="wave-test")
-    plan = WavePlan("wave-test", run_id, tuple(step.plan(ctx) for step in steps()))
-    j = Journal(inv.state_dir / "journal.sqlite")
+    j = Journal(journal_path(inv.state_dir))
+    ctx = commands.context(inv, run_id, "wave-test", journal=j)
+    plan = commands.plan_steps(inv, "wave-test", run_id, steps())
     j.append(run_id, "wave-test", "run_started", {"plan": plan.to_json(), "operator": "test"})
-    Executor(j, LiveSink(ctx), Bus()).apply(plan)
+    Executor(j, commands.live_sink(ctx), Bus()).apply(plan)
     return j, ctx, plan
 
 
 def roll_back(j: Journal, ctx: Context, plan: WavePlan) -> None:
     view = state.latest(j.records(wave="wave-test"))
-    Executor(j, LiveSink(ctx), Bus()).undo(plan, view.pending_undo())
+    Executor(j, commands.live_sink(ctx), Bus()).undo(plan, view.pending_undo())
 
 
 def privileges(side: str, dbname: str) -> list[tuple]:
@@ -208,9 +208,8 @@ def test_owners_and_grants_arrive_mapped_and_the_rollback_drops_exactly_the_crea
 
 def test_an_unmapped_role_fails_the_plan_naming_the_file_and_the_field(target_roles):
     inv = inventory({"hr_owner": "grants_owner_t"}, unmapped="fail")
-    ctx = Context(inv=inv, run_id="run-unmapped", wave="wave-test")
     with pytest.raises(ConfigError) as err:
-        CreateDatabase("personnel", DB, "cloud-pg", DB).plan(ctx)
+        commands.plan_steps(inv, "wave-test", "run-unmapped", [CreateDatabase("personnel", DB, "cloud-pg", DB)])
     message = str(err.value)
     assert "\n" not in message and message.startswith(f"{inv.path / config.SPEC_FILE}: ")
     assert "systems.personnel.databases.grants.roles: source role(s) grants_app, grants_auditor, migrate" in message

@@ -11,6 +11,7 @@ import pytest
 
 from migrate import commands, config
 from migrate.engine.events import Bus
+from migrate.model import layout
 from tests.integration import lab_support as lab
 
 pytestmark = pytest.mark.integration
@@ -60,11 +61,11 @@ def found(data: dict) -> set:
 def test_wave_verifies_itself_and_identical_data_exits_0(waved):
     status = json.loads(lab.migrate("--json", "status", "wave-1").stdout)["waves"]["wave-1"]
     steps = {s["id"]: s["state"] for s in status["steps"]}
-    assert status["status"] == "awaiting_approval" and steps["verify"] == "done" and steps["go-no-go"] == "waiting"
-    assert [s["id"] for s in status["steps"]][1] == "attendance/evidence:presenze"
+    assert status["status"] == "awaiting_approval" and steps[layout.VERIFY_ID] == "done" and steps[layout.GATE_ID] == "waiting"
+    assert [s["id"] for s in status["steps"]][1] == layout.evidence_id("attendance", "presenze")
     records = commands.journal(config.load(lab.INVENTORY)).records(wave="wave-1")
     digests = [r.data["result"]["digests"] for r in records
-               if r.kind == "effect_done" and r.step == "attendance/evidence:presenze"]
+               if r.kind == "effect_done" and r.step == layout.evidence_id("attendance", "presenze")]
     assert set(digests[0]) == {"public.punch", "public.monthly_timesheet"}
     checked = [r.data for r in records if r.kind == "verification"]
     assert checked[-1]["status"] == "passed" and checked[-1]["evidence"]

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from migrate import config
+from migrate import commands, config
 from migrate.engine import lock
 from tests.integration import lab_support as lab
 
@@ -81,6 +81,14 @@ def test_wave_copies_everything_and_rollback_restores_the_initial_state(clean_la
 
     again = lab.migrate("run", "wave-1", "--yes", *APPROVE)
     assert again.returncode == 0 and "already completed" in again.stdout
+    journal = commands.journal(config.load(lab.INVENTORY))
+    records = len(journal.records())
+    planned = lab.migrate("--json", "plan", "wave-1")
+    assert planned.returncode == 0, planned.stderr
+    result = json.loads(planned.stdout.strip().splitlines()[-1])
+    assert result["result"] == "unchanged" and "a new run would change nothing" in result["message"]
+    assert set(result["succeeded"]) == {"personnel", "attendance"} and result["failed"] == []
+    assert len(journal.records()) == records, "a dry run journals nothing"
 
     back = lab.migrate("rollback", "wave-1", "--yes")
     assert back.returncode == 0, back.stderr

@@ -1,3 +1,4 @@
+import ipaddress
 import re
 import shutil
 import subprocess
@@ -8,7 +9,8 @@ import pytest
 import yaml
 
 from migrate import config
-from migrate.errors import ConfigError
+from migrate.adapters import guard
+from migrate.errors import ConfigError, UnsafeAddress
 
 LAB = Path(__file__).resolve().parents[2] / "inventories" / "lab"
 
@@ -80,8 +82,45 @@ def test_host_outside_allowed_networks(tmp_path):
     assert any("hosts.yml: hosts.tgt-app.ansible_host: address 172.16.0.9" in p for p in found)
 
 
+LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
+
+
+@pytest.mark.parametrize("address, resolved, refusal", [
+    ("127.0.0.9", None, None),
+    ("10.0.0.5", None, "address 10.0.0.5 (10.0.0.5) is outside the allowed networks 127.0.0.0/8"),
+    ("db.internal", {"127.0.0.9"}, None),
+    ("db.internal", {"127.0.0.9", "10.0.0.5"}, "address db.internal (10.0.0.5) is outside the allowed networks"),
+    ("db.internal", None, "'db.internal' does not resolve; refused"),
+    ("db.internal", set(), "'db.internal' does not resolve; refused"),
+])
+def test_address_refusal(address, resolved, refusal):
+    found = config.address_refusal(address, LOOPBACK, lambda name: resolved)
+    assert found == refusal if refusal is None else refusal in found
+
+
 def test_name_that_does_not_resolve_fails_closed():
-    assert "does not resolve" in config.address_refusal("no-such-host.invalid", [])
+    assert "does not resolve" in config.address_refusal("no-such-host.invalid", [], guard.resolve)
+
+
+def host_name_for_cloud_pg(d):
+    d["db_servers"]["cloud-pg"]["host"] = "db.internal"
+
+
+def test_host_names_are_checked_at_load_with_a_resolver(tmp_path):
+    inv = inventory(tmp_path, host_name_for_cloud_pg)
+    assert config.load(inv, resolve=lambda name: {"127.0.0.9"}).spec.db_servers["cloud-pg"].host == "db.internal"
+    with pytest.raises(ConfigError) as err:
+        config.load(inv, resolve=lambda name: {"10.0.0.5"})
+    assert err.value.problems == [f"{inv / 'migrate.yml'}: db_servers.cloud-pg.host: address db.internal (10.0.0.5)"
+                                  " is outside the allowed networks 127.0.0.0/8"]
+
+
+def test_without_a_resolver_names_wait_for_the_guard(tmp_path, monkeypatch):
+    loaded = config.load(inventory(tmp_path, host_name_for_cloud_pg))
+    monkeypatch.setattr(guard, "resolve", lambda name: {"10.0.0.5"} if name == "db.internal" else None)
+    with pytest.raises(UnsafeAddress, match=r"^db server cloud-pg: address db.internal \(10.0.0.5\) is outside"):
+        guard.check(loaded, loaded.spec.db_servers["cloud-pg"].host, "db server cloud-pg")
+    assert guard.check(loaded, "127.0.0.1", "db server onprem-pg") == "127.0.0.1"
 
 
 def test_invalid_yaml(tmp_path):
@@ -118,7 +157,7 @@ def test_example_inventories_are_valid_and_hold_no_secret(name):
 
 def test_lab_inventory_for_another_lab_dir_and_ports(tmp_path):
     from migrate.lab.inventory import write_lab_inventory
-    from migrate.lab.services import LabPorts
+    from migrate.lab.api import LabPorts
     ports = LabPorts(pg_source=20432, pg_target=20433, ssh_src_app=20201, ssh_tgt_app=20202, s3=20900)
     inv = config.load(write_lab_inventory(tmp_path / "lab", ports))
     assert inv.hosts["tgt-app"].port == 20202

@@ -8,13 +8,14 @@ import sys
 import pytest
 
 from migrate.engine import lock, state
+from migrate.engine.context import Context
 from migrate.engine.events import Bus
 from migrate.engine.executor import Executor, NullJournal
 from migrate.engine.journal import Journal
-from migrate.engine.ops import OPS
+from migrate.engine.registry import Operation, Registry
 from migrate.engine.sinks import DryRunSink, LiveSink
 from migrate.errors import LockHeld, StepFailed
-from migrate.model.plan import Action, StepPlan, WavePlan
+from migrate.model.plan import Action, StepPlan, WavePlan, reading
 
 WORLD: list[str] = []
 FAIL_ON: set[str] = set()
@@ -32,8 +33,11 @@ def _remove(ctx, *, item):
         WORLD.remove(item)
 
 
-OPS["test.add"] = _add
-OPS["test.remove"] = _remove
+def _look(ctx):
+    return {"seen": len(WORLD)}
+
+
+REGISTRY = Registry([Operation("test.add", _add), Operation("test.remove", _remove), Operation("test.look", _look)])
 
 
 @pytest.fixture(autouse=True)
@@ -54,8 +58,12 @@ def wave_plan():
     ))
 
 
-class Ctx:
-    check = False
+def Ctx(**kw):
+    return Context(**{"inv": None, "run_id": "run-1", "wave": "w", **kw})
+
+
+def live(ctx=None, registry=REGISTRY):
+    return LiveSink(ctx or Ctx(), registry)
 
 
 def start(j, plan):
@@ -65,7 +73,7 @@ def start(j, plan):
 def test_apply_journals_and_performs_in_order(tmp_path):
     j, plan, events = Journal(tmp_path / "j"), wave_plan(), []
     start(j, plan)
-    Executor(j, LiveSink(Ctx()), Bus(lambda k, d: events.append(k))).apply(plan)
+    Executor(j, live(), Bus(lambda k, d: events.append(k))).apply(plan)
     assert WORLD == ["a1", "a2", "c1"]
     view = state.latest(j.records(wave="w"))
     assert {s.id: s.state for s in view.steps.values()} == {"a": "done", "b": "done", "c": "done"}
@@ -79,11 +87,11 @@ def test_failed_step_resumes_without_repeating_completed_effects(tmp_path):
     start(j, plan)
     FAIL_ON.add("c1")
     with pytest.raises(StepFailed):
-        Executor(j, LiveSink(Ctx()), Bus()).apply(plan)
+        Executor(j, live(), Bus()).apply(plan)
     view = state.latest(j.records(wave="w"))
     assert view.status == "failed" and view.steps["c"].state == "failed"
     FAIL_ON.clear()
-    Executor(j, LiveSink(Ctx()), Bus()).apply(plan, view)
+    Executor(j, live(), Bus()).apply(plan, view)
     assert WORLD == ["a1", "a2", "c1"], "a1 and a2 were not added twice"
 
 
@@ -94,26 +102,24 @@ def test_interrupted_step_is_undone_then_rerun(tmp_path):
     j.append("run-1", "w", "step_started", {}, step="a")
     j.append("run-1", "w", "effect", {"action": add("a1").to_json()}, step="a")
     WORLD.append("a1")
-    Executor(j, LiveSink(Ctx()), Bus()).apply(plan, state.latest(j.records(wave="w")))
+    Executor(j, live(), Bus()).apply(plan, state.latest(j.records(wave="w")))
     assert WORLD == ["a1", "a2", "c1"]
 
 
 def test_rollback_undoes_everything_newest_first(tmp_path):
     j, plan, seen = Journal(tmp_path / "j"), wave_plan(), []
     start(j, plan)
-    Executor(j, LiveSink(Ctx()), Bus()).apply(plan)
-    OPS["test.remove"] = lambda ctx, *, item: (seen.append(item), _remove(ctx, item=item))[1]
-    try:
-        view = state.latest(j.records(wave="w"))
-        Executor(j, LiveSink(Ctx()), Bus()).undo(plan, view.pending_undo())
-    finally:
-        OPS["test.remove"] = _remove
+    Executor(j, live(), Bus()).apply(plan)
+    watching = Registry([Operation("test.add", _add),
+                         Operation("test.remove", lambda ctx, *, item: (seen.append(item), _remove(ctx, item=item))[1])])
+    view = state.latest(j.records(wave="w"))
+    Executor(j, live(registry=watching), Bus()).undo(plan, view.pending_undo())
     assert WORLD == [] and seen == ["c1", "a2", "a1"]
     assert state.latest(j.records(wave="w")).pending_undo() == []
 
 
 def test_dry_run_changes_nothing_and_lists_everything(tmp_path):
-    sink = DryRunSink(type("C", (), {"with_check": lambda self: self})())
+    sink = DryRunSink(Ctx(), REGISTRY)
     Executor(NullJournal(), sink, Bus()).apply(wave_plan())
     assert WORLD == [] and [a.summary for a in sink.listed] == ["add a1", "add a2", "add c1"]
 
@@ -146,23 +152,62 @@ def test_lock_of_a_killed_holder_is_taken_over(tmp_path):
 def test_gate_stops_the_run_until_approved_and_journals_who(tmp_path):
     from types import SimpleNamespace
 
-    from migrate.errors import AwaitingApproval
-    from migrate.steps.cutover import approve
-    OPS["test.gate"] = approve
+    from migrate.errors import AwaitingApproval, MigrateError
+    from migrate.ops.cutover import approve
+    gate = Registry([Operation("test.add", _add), Operation("test.remove", _remove), approve.operation])
     spec = SimpleNamespace(waves={"w": SimpleNamespace(automatic=False)})
-    ctx = SimpleNamespace(wave="w", approved_by=None, inv=SimpleNamespace(spec=spec), check=False)
-    plan = WavePlan("w", "run-1", (StepPlan("a", "sys", "a", (add("a1"),)),
-                                   StepPlan("gate", "sys", "gate", (Action("test.gate", {}, "go/no-go"),)),
-                                   StepPlan("c", "sys", "c", (add("c1"),))))
     j = Journal(tmp_path / "j")
+    ctx = Ctx(inv=SimpleNamespace(spec=spec), journal=j)
+    plan = WavePlan("w", "run-1", (StepPlan("a", "sys", "a", (add("a1"),)),
+                                   StepPlan("go-no-go", "sys", "gate", (reading("cutover.approve", {}, "go/no-go"),)),
+                                   StepPlan("c", "sys", "c", (add("c1"),))))
     start(j, plan)
-    with pytest.raises(AwaitingApproval, match="--approve NAME"):
-        Executor(j, LiveSink(ctx), Bus()).apply(plan)
+    with pytest.raises(AwaitingApproval, match="--approve NAME") as stopped:
+        Executor(j, live(ctx, gate), Bus()).apply(plan)
+    assert not isinstance(stopped.value, StepFailed) and isinstance(stopped.value, MigrateError)
     view = state.latest(j.records(wave="w"))
-    assert view.status == "awaiting_approval" and view.steps["gate"].state == "waiting" and WORLD == ["a1"]
+    assert view.status == "awaiting_approval" and view.steps["go-no-go"].state == "waiting" and WORLD == ["a1"]
+    assert view.approval is None
     ctx.approved_by = "Maria Rossi"
-    Executor(j, LiveSink(ctx), Bus()).apply(plan, view)
+    Executor(j, live(ctx, gate), Bus()).apply(plan, view)
     view = state.latest(j.records(wave="w"))
     assert WORLD == ["a1", "c1"] and view.approval == {"approved_by": "Maria Rossi", "how": "--approve"}
+    assert [r.step for r in j.records() if r.kind == "approval"] == ["go-no-go"], "the gate's own record"
     spec.waves["w"].automatic, ctx.approved_by = True, None
     assert approve(ctx)["how"] == "automatic (spec)"
+
+
+def test_an_undo_for_rollback_only_survives_a_resume(tmp_path):
+    kept = Action("test.add", {"item": "k1"}, "add k1", undo=Action("test.remove", {"item": "k1"}, "remove k1"),
+                  undo_on="rollback")
+    plan = WavePlan("w", "run-1", (StepPlan("k", "sys", "keep", (kept, add("k2"))),))
+    j = Journal(tmp_path / "j")
+    start(j, plan)
+    # A crash after both effects of the step, before its end.
+    j.append("run-1", "w", "step_started", {}, step="k")
+    for action in plan.steps[0].actions:
+        j.append("run-1", "w", "effect", {"action": action.to_json()}, step="k")
+        WORLD.append(action.args["item"])
+    Executor(j, live(), Bus()).apply(plan, state.latest(j.records(wave="w")))
+    assert WORLD == ["k1", "k1", "k2"], "k2 undone and redone; k1 kept (the rerun adds it again)"
+    view = state.latest(j.records(wave="w"))
+    Executor(j, live(), Bus()).undo(plan, view.pending_undo())
+    assert WORLD == [], "the rollback undoes the kept effect too"
+
+
+def test_reads_are_not_in_the_rollback_list(tmp_path):
+    plan = WavePlan("w", "run-1", (StepPlan("r", "sys", "read", (reading("test.look", {}, "look"), add("r1"))),))
+    j, events = Journal(tmp_path / "j"), []
+    start(j, plan)
+    Executor(j, live(), Bus()).apply(plan)
+    view = state.latest(j.records(wave="w"))
+    assert [a.summary for _, _, a in view.pending_undo()] == ["add r1"]
+    Executor(j, live(), Bus(lambda k, d: events.append(k))).undo(plan, view.pending_undo())
+    assert WORLD == [] and "irreversible" not in events
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"read_only": True, "irreversible": "why"},
+                                    {"undo": Action("x", {}, "x", read_only=True), "read_only": True}])
+def test_an_action_declares_exactly_one_kind_of_reversibility(kwargs):
+    with pytest.raises(ValueError, match="exactly one of undo, irreversible, read_only"):
+        StepPlan("s", "sys", "step", (Action("op", {}, "summary", **kwargs),))

@@ -1,23 +1,54 @@
-"""Preflight judgements on canned facts: no lab needed."""
+"""Preflight facts' process() on canned answers and the judgements on canned facts: no lab."""
 
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from migrate import preflight as p
-from migrate.config import Window
+from migrate.config import Database, Window
+from migrate.facts.bucket import BucketSettings
+from migrate.facts.host import HostState, free_bytes
+from migrate.facts.server import SourceServer, TargetServer
+from migrate.preflight import judge as p
 
 DF = """Filesystem     1024-blocks      Used Available Capacity Mounted on
 /dev/vda         263174212  23000000 75000000      24% /
 """
 
 
+@pytest.mark.parametrize("output, free", [
+    (DF, 75000000 * 1024),
+    ("garbage", None),
+    ("", None),
+    ("Filesystem 1024-blocks Used Available\n/dev/vda 10 5 many\n", None),
+])
+def test_free_bytes_from_df(output, free):
+    assert free_bytes(output) == free
+
+
 def test_df_pass_and_fail():
-    assert p.judge_df("h", DF, 10 * 1024**3).status == "pass"
-    bad = p.judge_df("h", DF, 100 * 1024**3)
+    assert p.judge_df("h", free_bytes(DF), 10 * 1024**3).status == "pass"
+    bad = p.judge_df("h", free_bytes(DF), 100 * 1024**3)
     assert bad.status == "fail" and "71.5 GiB free, 100.0 GiB needed" in bad.reason
-    assert p.judge_df("h", "garbage", 1).status == "fail"
+    unreadable = p.judge_df("h", None, 1)
+    assert unreadable.status == "fail" and "could not read df output" in unreadable.reason
+
+
+@pytest.mark.parametrize("become, output, expected", [
+    (False, "1000.25\n0\n" + DF, [("clock skew", "pass", "+0.2s"), ("privileges", "pass", "uid 0"),
+                                   ("free disk", "pass", "71.5 GiB free")]),
+    (True, "1000.0\n1000\n" + DF, [("clock skew", "pass", "+0.0s"), ("privileges", "pass", "sudo works"),
+                                    ("free disk", "pass", "free")]),
+    (False, "1045.0\n1000\n" + DF, [("clock skew", "fail", "+45.0s"), ("privileges", "warn", "uid 1000 without become"),
+                                     ("free disk", "pass", "free")]),
+    (False, "1000.0\n0\nno df here", [("clock skew", "pass", "+0.0s"), ("privileges", "pass", "uid 0"),
+                                        ("free disk", "fail", "could not read df output")]),
+])
+def test_host_state(become, output, expected):
+    state = HostState("h").process({"become": become, "output": output, "middle": 1000.0})
+    found = p.judge_host("h", state, 10 * 1024**3)
+    assert [(f.check, f.status) for f in found] == [(c, s) for c, s, _ in expected]
+    assert all(words in f.reason for f, (_, _, words) in zip(found, expected)), found
 
 
 @pytest.mark.parametrize("known, status, words", [
@@ -67,6 +98,105 @@ def test_bucket(change, check, words):
     assert all(f.status == "pass" for f in p.judge_bucket("b", GOOD_BUCKET, "eu-south-1"))
     found = {f.check: f for f in p.judge_bucket("b", {**GOOD_BUCKET, **change}, "eu-south-1")}
     assert found[check].status == "fail" and words in found[check].reason
+
+
+def refused(code):
+    return {"Error": {"Code": code}}
+
+
+# What boto3 answers the four settings requests of a well-configured bucket.
+GOOD_ANSWERS = {
+    "region": {"LocationConstraint": "eu-south-1"},
+    "encryption": {"ServerSideEncryptionConfiguration": {
+        "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}},
+    "public_access_block": {"PublicAccessBlockConfiguration": GOOD_BUCKET["public_access_block"]},
+    "versioning": {"Status": "Enabled"},
+}
+
+
+def test_bucket_settings_process_reads_every_setting():
+    assert BucketSettings().process(GOOD_ANSWERS) == {**GOOD_BUCKET, "unreadable": {}}
+
+
+@pytest.mark.parametrize("setting, answer, value, unreadable", [
+    ("encryption", refused("ServerSideEncryptionConfigurationNotFoundError"), None, None),
+    ("encryption", refused("AccessDenied"), None, "AccessDenied"),
+    ("encryption", refused("NoSuchPublicAccessBlockConfiguration"), None, "NoSuchPublicAccessBlockConfiguration"),
+    ("public_access_block", refused("NoSuchPublicAccessBlockConfiguration"), None, None),
+    ("public_access_block", refused("NotImplemented"), None, "NotImplemented"),
+    ("versioning", {}, None, None),
+    ("versioning", {"Status": "Suspended"}, "Suspended", None),
+    ("region", {"LocationConstraint": None}, None, None),
+    ("region", refused("AccessDenied"), None, "AccessDenied"),
+])
+def test_bucket_settings_process_tells_absent_from_unreadable(setting, answer, value, unreadable):
+    found = BucketSettings().process({**GOOD_ANSWERS, setting: answer})
+    assert found[setting] == value
+    assert found["unreadable"] == ({setting: unreadable} if unreadable else {})
+
+
+@pytest.mark.parametrize("setting, answer, check, words", [
+    ("encryption", refused("ServerSideEncryptionConfigurationNotFoundError"), "bucket encryption",
+     "no default encryption"),
+    ("encryption", refused("AccessDenied"), "bucket encryption", "could not read default encryption: AccessDenied"),
+    ("encryption", refused("EndpointConnectionError"), "bucket encryption",
+     "could not read default encryption: EndpointConnectionError"),
+    ("public_access_block", refused("NoSuchPublicAccessBlockConfiguration"), "bucket public access",
+     "not blocked: BlockPublicAcls, IgnorePublicAcls, BlockPublicPolicy, RestrictPublicBuckets"),
+    ("public_access_block", refused("AccessDenied"), "bucket public access",
+     "could not read public access block: AccessDenied"),
+    ("versioning", {}, "bucket versioning", "versioning is off"),
+    ("versioning", refused("AccessDenied"), "bucket versioning", "could not read versioning: AccessDenied"),
+    ("region", {}, "bucket region", "bucket is in us-east-1, the spec declares eu-south-1"),
+    ("region", refused("AccessDenied"), "bucket region", "could not read region: AccessDenied"),
+])
+def test_bucket_answers_judged(setting, answer, check, words):
+    assert all(f.status == "pass" for f in p.judge_bucket("b", BucketSettings().process(GOOD_ANSWERS), "eu-south-1"))
+    found = p.judge_bucket("b", BucketSettings().process({**GOOD_ANSWERS, setting: answer}), "eu-south-1")
+    assert [(f.check, f.status) for f in found if f.status != "pass"] == [(check, "fail")]
+    assert words in next(f.reason for f in found if f.check == check)
+
+
+def test_target_region():
+    assert p.judge_target_region("b", "eu-south-1", "eu-south-1") == []
+    [f] = p.judge_target_region("b", "eu-west-1", "eu-south-1")
+    assert f.status == "fail" and "storage region eu-west-1 differs from the target's eu-south-1" in f.reason
+
+
+SOURCE_RAW = {"version": 160002, "extensions": [("pg_trgm",)], "encoding": ("UTF8", "it_IT.UTF-8"),
+              "unreadable": 0, "may_subscribe": True}
+TARGET_RAW = {"version": 160004, "extensions": [("pg_trgm",), ("hstore",)], "encoding": ("UTF8", "it_IT.UTF-8"),
+              "may_create_databases": True, "replication": ("logical", 4)}
+DB = Database(source={"server": "onprem-pg", "dbname": "presenze"}, target={"server": "cloud-pg", "dbname": "presenze"})
+
+
+def test_server_facts_process():
+    assert SourceServer("onprem-pg", "presenze").process(SOURCE_RAW) == {
+        "version": 160002, "extensions": {"pg_trgm"}, "encoding": ("UTF8", "it_IT.UTF-8"), "unreadable": 0,
+        "may_subscribe": True}
+    assert TargetServer("cloud-pg").process(TARGET_RAW) == {
+        "version": 160004, "extensions": {"pg_trgm", "hstore"}, "encoding": ("UTF8", "it_IT.UTF-8"),
+        "may_create_databases": True, "wal_level": "logical", "free_slots": 4}
+
+
+@pytest.mark.parametrize("source, target, way_back, check, status, words", [
+    ({}, {}, True, None, "pass", ""),
+    ({"version": 170001}, {}, True, "postgres version", "fail", "target major 16 is older than source 17"),
+    ({"extensions": [("pg_trgm",), ("postgis",)]}, {}, True, "extensions", "fail", "postgis"),
+    ({"encoding": ("LATIN9", "it_IT")}, {}, True, "encoding", "fail", "source LATIN9, target UTF8"),
+    ({"unreadable": 2}, {}, True, "privileges", "fail", "2 source relation(s) not readable"),
+    ({}, {"may_create_databases": False}, True, "privileges", "fail", "may not create databases"),
+    ({}, {"replication": ("replica", 4)}, True, "way back", "fail", "wal_level is replica"),
+    ({}, {"replication": ("replica", 4)}, False, None, "pass", ""),
+    ({"may_subscribe": False}, {}, True, "way back", "fail", "may not create subscriptions"),
+])
+def test_database(source, target, way_back, check, status, words):
+    found = p.judge_database("presenze", DB, SourceServer("s", "d").process({**SOURCE_RAW, **source}),
+                             TargetServer("t").process({**TARGET_RAW, **target}), way_back)
+    assert found[0].check == "postgres reachable" and found[0].reason == "onprem-pg and cloud-pg"
+    assert ("way back" in {f.check for f in found}) == way_back
+    assert [(f.check, f.status) for f in found if f.status != "pass"] == ([(check, status)] if check else [])
+    assert all(words in f.reason for f in found if f.check == check)
 
 
 def test_service_level():

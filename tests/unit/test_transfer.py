@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 
 import pytest
 
@@ -10,15 +12,18 @@ from migrate.adapters import cloud
 from migrate.config import Transfer
 from migrate.engine.journal import Journal
 from migrate.errors import StepFailed
-from migrate.transfer import chunks, postdata
-from migrate.transfer.chunks import Chunk, Table
+from migrate.model import layout
+from migrate.transfer import archive_restore, catalog, chunks, pool, postdata
+from migrate.transfer.catalog import Table
+from migrate.transfer.chunks import Chunk
 from migrate.transfer.dbcopy import MIB, Settings
 from migrate.transfer.log import STAGED, TransferLog
 
 
 def table(size_mb: float, *, key=None, lo=None, hi=None, blocks=None, name="t") -> Table:
     size = int(size_mb * MIB)
-    return Table("s", name, size, blocks if blocks is not None else size // 8192, key, ("a", "b"), lo, hi)
+    return Table("s", name, 0, ("id", "a", "b"), ("bigint", "text", "text"), (key,) if key else (), bytes=size,
+                 blocks=blocks if blocks is not None else size // 8192, key_min=lo, key_max=hi)
 
 
 @pytest.mark.parametrize("t, expected", [
@@ -146,8 +151,8 @@ def test_database_properties_are_aimed_at_the_target_name():
 
 
 def test_transfer_log_reads_back_only_this_run_and_scope(tmp_path):
-    journal = Journal(tmp_path / "j.sqlite")
-    log = TransferLog(journal, "run-1", "w", "sys/restore-db:a")
+    journal = Journal(layout.journal_path(tmp_path))
+    log = TransferLog(journal, "run-1", "w", layout.restore_db_id("sys", "a"))
     log.append(STAGED, "a", {"chunk": "0000.0000", "sha256": "x"})
     log.append(STAGED, "b", {"chunk": "0000.0000", "sha256": "y"})
     TransferLog(journal, "run-2", "w").append(STAGED, "a", {"chunk": "0001.0000", "sha256": "z"})
@@ -216,15 +221,14 @@ def test_an_index_or_key_constraint_names_the_table_it_waits_for(sql, expected):
 
 
 def test_restore_temporary_names_are_hidden_fixed_length_and_this_steps_own():
-    from migrate.transfer import restore
-
-    tag = restore.tag_for("run-1", "personnel/restore-archive")
-    assert tag == restore.tag_for("run-1", "personnel/restore-archive") != restore.tag_for("run-2", "personnel/restore-archive")
-    job = restore.RestoreJob(inv=None, s3=None, log=None, scope="personnel", host="tgt-app", path="/docs",
-                             top="/srv/docs", prefix="p", progress_prefix="q", tag=tag, workers=1)
+    tag_for = archive_restore.tag_for
+    tag = tag_for("run-1", "personnel/restore-archive")
+    assert tag == tag_for("run-1", "personnel/restore-archive") != tag_for("run-2", "personnel/restore-archive")
+    job = archive_restore.RestoreJob(inv=None, s3=None, log=None, scope="personnel", host="tgt-app", path="/docs",
+                                     top="/srv/docs", prefix="p", progress_prefix="q", tag=tag, workers=1)
     long_name = "2023/" + "n" * 250 + ".pdf"
     temp = job.temporary(long_name)
-    assert temp.startswith("/srv/docs/2023/" + restore.temp_prefix(tag)) and len(temp.rsplit("/", 1)[1]) < 40
+    assert temp.startswith("/srv/docs/2023/" + archive_restore.temp_prefix(tag)) and len(temp.rsplit("/", 1)[1]) < 40
     assert job.temporary("2023/a.pdf") != temp and job.final(long_name) == "/srv/docs/" + long_name
 
 
@@ -239,3 +243,87 @@ def test_archive_target_path_must_be_absolute(target_path, ok):
     else:
         with pytest.raises(ValidationError):
             Archive(host="h", path="/a", target_path=target_path)
+
+
+# --- the catalog, as the copy reads it --------------------------------------------------------
+
+CATALOG_ROWS = [
+    # schema, name, estimated rows, columns, types, key, generated, bytes, blocks, extension
+    ("public", "punch", 10, ["punch_id", "employee_id", "minutes", "hours"], ["bigint", "integer", "integer", "numeric"],
+     ["punch_id"], ["hours"], 3 * MIB, 384, False),
+    ("public", "balance", 10, ["employee_id", "day"], ["integer", "date"], ["employee_id", "day"], [], 3 * MIB, 384,
+     False),
+    ("public", "code", 10, ["code"], ["text"], ["code"], [], 3 * MIB, 384, False),
+    ("ext", "spatial_ref_sys", 10, ["srid"], ["integer"], ["srid"], [], 3 * MIB, 384, True),
+]
+
+
+@pytest.mark.parametrize("name, range_key, columns", [
+    ("public.punch", "punch_id", ("punch_id", "employee_id", "minutes")),  # generated columns are not copied
+    ("public.balance", None, ("employee_id", "day")),                      # a composite key: cut by blocks
+    ("public.code", None, ("code",)),                                      # not an integer: cut by blocks
+])
+def test_catalog_rows_say_how_a_table_is_cut_and_which_columns_are_copied(name, range_key, columns):
+    table = {t.qualified: t for t in catalog.tables(CATALOG_ROWS)}[name]
+    assert chunks.range_key(table) == range_key and chunks.copy_columns(table) == columns
+    planned = chunks.split(table, 0, MIB)
+    assert {c.by for c in planned} == ({"all"} if range_key else {"ctid"})  # key range not read: one chunk
+    assert all(c.columns == columns for c in planned)
+
+
+def test_catalog_marks_extension_tables_and_keeps_every_column_for_verification():
+    tables = catalog.tables(CATALOG_ROWS)
+    assert [t.qualified for t in tables if t.extension] == ["ext.spatial_ref_sys"]
+    assert tables[0].columns == ("punch_id", "employee_id", "minutes", "hours") and tables[0].key == ("punch_id",)
+
+
+# --- the worker pool ------------------------------------------------------------------------------
+
+class Resource:
+    made: list = []
+
+    def __init__(self):
+        self.thread, self.closed = threading.get_ident(), False
+        Resource.made.append(self)
+
+    def close(self):
+        self.closed = True
+
+
+def test_pool_gives_each_thread_one_resource_and_closes_them_all():
+    Resource.made = []
+    with pool.Pool(3, Resource) as workers:
+        found = workers.map(lambda r, n: (r.thread == threading.get_ident(), n * n), range(50))
+    assert sorted(n for _, n in found) == [n * n for n in range(50)] and all(same for same, _ in found)
+    assert 1 <= len(Resource.made) <= 3 and len({r.thread for r in Resource.made}) == len(Resource.made)
+    assert all(r.closed for r in Resource.made)
+
+
+def test_pool_stops_at_the_first_failure_and_raises_it():
+    started = []
+
+    def task(_, n):
+        started.append(n)
+        if n == 3:
+            raise ValueError("three")
+        time.sleep(0.01)
+        return n
+
+    with pool.Pool(2) as workers:
+        with pytest.raises(ValueError, match="three"):
+            workers.map(task, range(1000))
+    assert 3 in started and len(started) < 20, "the rest never started"
+
+
+def test_pool_queue_is_bounded():
+    gate = threading.Event()
+    with pool.Pool(2) as workers:
+        for _ in range(4):  # two running, two queued
+            workers.submit(lambda _: gate.wait())
+        time.sleep(0.05)
+        assert workers.full()
+        gate.set()
+
+
+def test_worker_count_is_the_spec_or_one_per_core():
+    assert pool.worker_count(3) == 3 and pool.worker_count(None) >= 1

@@ -6,16 +6,16 @@ import json
 import pytest
 from psycopg import sql
 
+from migrate.transfer.catalog import Table
 from migrate.verify import business, documents, evidence, report, rows, schema
 from migrate.verify.model import Difference, Report, Section, TableResult
-from migrate.verify.probes import TableFacts
 
-PUNCH = TableFacts("public", "punch", 5_000_000, ("punch_id", "employee_id", "reason_code"),
-                   ("bigint", "integer", "text"), ("punch_id",))
-REASON = TableFacts("public", "reason_code", 20, ("code", "description"), ("text", "text"), ("code",))
-NO_KEY = TableFacts("public", "terminal_import_raw", 100, ("terminal_code", "raw_line"), ("text", "text"), ())
-BALANCE = TableFacts("public", "daily_balance", 2_000_000, ("employee_id", "work_date", "worked_minutes"),
-                     ("integer", "date", "integer"), ("employee_id", "work_date"))
+PUNCH = Table("public", "punch", 5_000_000, ("punch_id", "employee_id", "reason_code"),
+              ("bigint", "integer", "text"), ("punch_id",))
+REASON = Table("public", "reason_code", 20, ("code", "description"), ("text", "text"), ("code",))
+NO_KEY = Table("public", "terminal_import_raw", 100, ("terminal_code", "raw_line"), ("text", "text"), ())
+BALANCE = Table("public", "daily_balance", 2_000_000, ("employee_id", "work_date", "worked_minutes"),
+                ("integer", "date", "integer"), ("employee_id", "work_date"))
 
 
 def text(query: sql.Composable) -> str:
@@ -39,7 +39,7 @@ def test_segment_query_hashes_the_whole_row_text_and_ranges_on_the_key():
 
 
 def test_only_columns_both_sides_have_are_compared():
-    target = TableFacts("public", "punch", 0, ("punch_id", "employee_id"), ("bigint", "integer"), ("punch_id",))
+    target = Table("public", "punch", 0, ("punch_id", "employee_id"), ("bigint", "integer"), ("punch_id",))
     assert rows.shape(PUNCH, target).columns == ("punch_id", "employee_id")
 
 
@@ -167,3 +167,26 @@ def test_report_text_names_keys_columns_and_remedies():
     assert "FAILED, 1 difference(s) (1 rows)" in out
     assert "public.punch punch_id=7: changed columns reason_code" in out and "remedy: re-copy it" in out
     assert "ffffffffffffffff..." in out and "f" * 64 not in out
+
+
+def test_source_digests_are_the_evidence_operations_results(tmp_path):
+    from migrate.engine.journal import Journal
+    from migrate.model import layout
+    from migrate.verify import runner
+
+    journal = Journal(layout.journal_path(tmp_path))
+
+    def effect(step: str, op: str, args: dict, result: dict | None) -> None:
+        record = journal.append("run-1", "wave-1", "effect", {"action": {"op": op, "args": args}}, step=step)
+        if result is not None:
+            journal.append("run-1", "wave-1", "effect_done", {"effect": record.seq, "result": result}, step=step)
+
+    digest = {"rows": 3, "sha256": "a" * 64}
+    effect(layout.evidence_id("attendance", "presenze"), layout.EVIDENCE_OP,
+           {"system": "attendance", "database": "presenze"}, {"digests": {"public.punch": digest}})
+    effect(layout.evidence_id("personnel", "personale"), layout.EVIDENCE_OP,
+           {"system": "personnel", "database": "personale"}, None)  # killed before it finished
+    effect(layout.stage_db_id("attendance", "presenze"), "db.stage_schema", {}, {"digests": {"public.x": digest}})
+    journal.append("run-2", "wave-1", "effect", {"action": {"op": layout.EVIDENCE_OP, "args": {}}})
+    assert runner.source_digests(journal, "run-1") == {"attendance/presenze public.punch": digest}
+    assert runner.source_digests(journal, None) == {} and runner.source_digests(None, "run-1") == {}

@@ -20,22 +20,16 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
-import queue
-import shlex
 import stat
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
-
-import paramiko
 
 from migrate.adapters import cloud, ssh
 from migrate.config import Inventory
 from migrate.errors import StepFailed
 from migrate.transfer.log import RESTORE_INTENT, TransferLog
+from migrate.transfer.pool import Pool
 
-HASH_GROUP = 500          # files per remote sha256sum call (its output must fit the channel window)
 DIR_MODE = 0o750          # the manifest has no directory modes; documents are personal data
 MANIFEST_SPOOL = 64 * 1024 * 1024
 
@@ -98,32 +92,9 @@ def host_errors(job: RestoreJob, doing: str):
     server's message may name a file: only its kind and errno are kept)."""
     try:
         yield
-    except (OSError, paramiko.SSHException) as exc:
+    except ssh.ERRORS as exc:
         code = f" errno {exc.errno}" if getattr(exc, "errno", None) else ""
         raise StepFailed(f"{job.host}:{job.path}: {doing} failed ({type(exc).__name__}{code})") from None
-
-
-def remote_stat(sftp: paramiko.SFTPClient, path: str) -> paramiko.SFTPAttributes | None:
-    try:
-        return sftp.stat(path)
-    except FileNotFoundError:
-        return None
-
-
-def remote_hashes(client: paramiko.SSHClient, top: str, rels: list[str]) -> dict[str, str]:
-    """SHA-256 of files under top, computed on the host (nothing crosses the network but hashes).
-    NUL-separated both ways: any file name survives."""
-    found = {}
-    for i in range(0, len(rels), HASH_GROUP):
-        stdin, out, _ = client.exec_command(f"cd -- {shlex.quote(top)} && xargs -0 -r sha256sum -z --", timeout=600)
-        stdin.write(b"\0".join(r.encode() for r in rels[i:i + HASH_GROUP]) + b"\0")
-        stdin.channel.shutdown_write()
-        body = out.read()
-        if out.channel.recv_exit_status() != 0:
-            raise StepFailed(f"{top}: the target host could not hash the files already there")
-        for record in filter(None, body.split(b"\0")):
-            found[record[66:].decode()] = record[:64].decode()
-    return found
 
 
 @dataclass(frozen=True)
@@ -134,26 +105,28 @@ class Survey:
     dirs: list[str]           # directories to create (absolute on the host), parents first
 
 
-def survey(job: RestoreJob, client: paramiko.SSHClient, sftp: paramiko.SFTPClient, files: list[dict]) -> Survey:
+def survey(job: RestoreJob, client, sftp, files: list[dict]) -> Survey:
     todo, same_size, conflicts = [], [], []
     for entry in files:
-        attrs = remote_stat(sftp, job.final(entry["path"]))
+        attrs = ssh.stat(sftp, job.final(entry["path"]))
         if attrs is None:
             todo.append(entry)
         elif not stat.S_ISREG(attrs.st_mode or 0) or attrs.st_size != entry["size"]:
             conflicts.append(entry["path"])
         else:
             same_size.append(entry)
-    hashes = remote_hashes(client, job.top, [e["path"] for e in same_size]) if same_size else {}
+    hashes = ssh.remote_hashes(client, job.top, [e["path"] for e in same_size]) if same_size else {}
+    if hashes is None:
+        raise StepFailed(f"{job.top}: the target host could not hash the files already there")
     differ = [e["path"] for e in same_size if hashes.get(e["path"]) != e["sha256"]]
     return Survey(todo, len(same_size) - len(differ), sorted(conflicts + differ), _missing_dirs(job, sftp, todo))
 
 
-def _missing_dirs(job: RestoreJob, sftp: paramiko.SFTPClient, todo: list[dict]) -> list[str]:
+def _missing_dirs(job: RestoreJob, sftp, todo: list[dict]) -> list[str]:
     wanted = {posixpath.dirname(job.final(e["path"])) for e in todo}
     missing: set[str] = set()
     for d in wanted:
-        while d not in missing and d != "/" and remote_stat(sftp, d) is None:
+        while d not in missing and d != "/" and ssh.stat(sftp, d) is None:
             missing.add(d)
             d = posixpath.dirname(d)
     return sorted(missing, key=lambda d: (d.count("/"), d))
@@ -207,23 +180,22 @@ class Writer:
                 raise StepFailed(f"staged object s3://{job.bucket}/{key}: SHA-256 {sha[:16]}… ({size} bytes) differs"
                                  f" from the manifest's {entry['sha256'][:16]}… ({entry['size']} bytes); refusing"
                                  " to restore it")
-            self.sftp.chmod(temp, mode)
-            self.sftp.utime(temp, (mtime, mtime))
-            self.sftp.rename(temp, job.final(entry["path"]))  # SSH_FXP_RENAME: fails if the name exists
+            ssh.publish(self.sftp, temp, job.final(entry["path"]), mode=mode, mtime=mtime)  # never replaces a file
         except BaseException:
-            _remove(self.sftp, temp)
+            ssh.remove(self.sftp, temp)
             raise
         return size
 
     def _write(self, temp: str, key: str) -> tuple[str, int]:
         digest, size = hashlib.sha256(), 0
-        with self.sftp.open(temp, "wb") as f:
-            self.sftp.chmod(temp, 0o600)  # nobody else reads a document while it is incomplete
-            f.set_pipelined(True)
+
+        def hashed():
+            nonlocal size
             for block in cloud.iter_object(self.job.s3, self.job.bucket, key):
                 digest.update(block)
                 size += len(block)
-                f.write(block)
+                yield block
+        ssh.write_private(self.sftp, temp, hashed())
         return digest.hexdigest(), size
 
 
@@ -238,22 +210,11 @@ def _checked_metadata(job: RestoreJob, entry: dict) -> tuple[int, int]:
     return int(meta["mode"], 8), int(meta["mtime"])
 
 
-def _remove(sftp: paramiko.SFTPClient, path: str) -> bool:
-    try:
-        sftp.remove(path)
-        return True
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return False  # the connection itself broke: the undo's walk finds the leftover
-
-
 # --- the whole restore ----------------------------------------------------------------------
 
 def restore_archive(job: RestoreJob) -> dict:
     files = read_manifest(job)
-    with ssh.connect(job.inv, job.host) as client, host_errors(job, "preparing the restore"), \
-            client.open_sftp() as sftp:
+    with host_errors(job, "preparing the restore"), ssh.sftp_session(job.inv, job.host) as (client, sftp):
         found = survey(job, client, sftp, files)
         if found.conflicts:
             raise StepFailed(f"{len(found.conflicts)} document(s) at {job.host}:{job.path} differ from the staged ones"
@@ -262,7 +223,7 @@ def restore_archive(job: RestoreJob) -> dict:
         if found.todo:
             record_intent(job, found)  # before the first directory or file exists
         for d in found.dirs:
-            sftp.mkdir(d, DIR_MODE)
+            ssh.mkdir(sftp, d, DIR_MODE)
     errors, written = _write_all(job, found.todo)
     if errors:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
@@ -273,35 +234,17 @@ def restore_archive(job: RestoreJob) -> dict:
 
 
 def _write_all(job: RestoreJob, todo: list[dict]) -> tuple[list[str], list[int]]:
-    pending: queue.SimpleQueue = queue.SimpleQueue()
-    for entry in sorted(todo, key=lambda e: -e["size"]):
-        pending.put(entry)
-    errors, written, stop, lock = [], [], threading.Event(), threading.Lock()
-
-    def run() -> None:
-        with ExitStack() as stack:
-            writer = None
-            while not stop.is_set():
-                try:
-                    entry = pending.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    if writer is None:
-                        writer = Writer(job)
-                        stack.callback(writer.close)
-                    size = writer.restore(entry)
-                    with lock:
-                        written.append(size)
-                except Exception as exc:  # noqa: BLE001 - reported as data, raised once at the end
-                    with lock:
-                        errors.append(str(exc) if isinstance(exc, StepFailed)
-                                      else f"document {entry['path']}: {type(exc).__name__}")
-                    stop.set()
-
-    with ThreadPoolExecutor(job.workers, thread_name_prefix="restore") as pool:
-        for future in [pool.submit(run) for _ in range(job.workers)]:
-            future.result()
+    errors, written = [], []
+    with Pool(job.workers, lambda: Writer(job), name="restore") as writers:
+        for entry, future in writers.each(Writer.restore, sorted(todo, key=lambda e: -e["size"])):
+            if future.cancelled():
+                continue
+            error = future.exception()
+            if error is None:
+                written.append(future.result())
+            else:  # reported as data, raised once at the end
+                errors.append(str(error) if isinstance(error, StepFailed)
+                              else f"document {entry['path']}: {type(error).__name__}")
     return errors, written
 
 
@@ -310,12 +253,11 @@ def _write_all(job: RestoreJob, todo: list[dict]) -> tuple[list[str], list[int]]
 def remove_leftovers(job: RestoreJob) -> int:
     """Temporary files of this step (a killed or failed attempt): never a document's final name."""
     prefix = temp_prefix(job.tag)
-    with ssh.connect(job.inv, job.host) as client, host_errors(job, "removing temporary files"), \
-            client.open_sftp() as sftp:
-        if remote_stat(sftp, job.top) is None:
+    with host_errors(job, "removing temporary files"), ssh.sftp_session(job.inv, job.host) as (_, sftp):
+        if ssh.stat(sftp, job.top) is None:
             return 0
         doomed = [rel for rel, _ in ssh.walk(sftp, job.top) if posixpath.basename(rel).startswith(prefix)]
-        return sum(_remove(sftp, job.final(rel)) for rel in doomed)
+        return sum(ssh.remove(sftp, job.final(rel)) for rel in doomed)
 
 
 def remove_restored(job: RestoreJob) -> dict:
@@ -323,28 +265,18 @@ def remove_restored(job: RestoreJob) -> dict:
     every directory it created that is empty again; temporary leftovers too."""
     removed = kept = dirs = 0
     recorded = intents(job)
-    with ssh.connect(job.inv, job.host) as client, host_errors(job, "removing restored files"), \
-            client.open_sftp() as sftp:
+    with host_errors(job, "removing restored files"), ssh.sftp_session(job.inv, job.host) as (_, sftp):
         for intent in recorded:
             for entry in intent["files"]:
-                attrs = remote_stat(sftp, job.final(entry["path"]))
+                attrs = ssh.stat(sftp, job.final(entry["path"]))
                 if attrs is None:
                     continue
                 if attrs.st_size == entry["size"] and int(attrs.st_mtime) == entry["mtime"]:
-                    removed += _remove(sftp, job.final(entry["path"]))
+                    removed += ssh.remove(sftp, job.final(entry["path"]))
                 else:
                     kept += 1  # changed since: someone else's now
     leftovers = remove_leftovers(job)
-    with ssh.connect(job.inv, job.host) as client, host_errors(job, "removing directories"), \
-            client.open_sftp() as sftp:
+    with host_errors(job, "removing directories"), ssh.sftp_session(job.inv, job.host) as (_, sftp):
         for d in sorted({d for i in recorded for d in i["dirs"]}, key=lambda d: -d.count("/")):
-            dirs += _rmdir(sftp, d)
+            dirs += ssh.rmdir(sftp, d)
     return {"removed": removed, "kept_changed": kept, "dirs_removed": dirs, "leftovers_removed": leftovers}
-
-
-def _rmdir(sftp: paramiko.SFTPClient, path: str) -> bool:
-    try:
-        sftp.rmdir(path)
-        return True
-    except OSError:
-        return False  # not empty (someone else's files) or gone already

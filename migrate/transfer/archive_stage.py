@@ -1,7 +1,7 @@
 """The document archive: from the source host over SFTP into the bucket, in parallel, streamed.
 
-Each worker has its own SSH connection (so several sshd processes encrypt at once) and takes
-files from a shared list. A file goes straight from the SFTP stream to S3 (a small one in one
+Each worker of the pool has its own SSH connection (so several sshd processes encrypt at once)
+and takes files from its bounded queue, largest first. A file goes straight from the SFTP stream to S3 (a small one in one
 PUT, a large one as a multipart upload), hashed on the way; nothing is written to local disk.
 Every object carries its original path, size, mtime, mode and SHA-256 as metadata.
 
@@ -17,21 +17,16 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
-import queue
-import shlex
-import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Callable
 from urllib.parse import quote
-
-import paramiko
 
 from migrate.adapters import cloud, ssh
 from migrate.config import Inventory
 from migrate.errors import StepFailed
 from migrate.transfer.log import ARCHIVE_BATCH, TransferLog
+from migrate.transfer.pool import Pool
 
 BATCH_FILES = 500
 BATCH_SECONDS = 5.0
@@ -70,9 +65,7 @@ class Remote:
 
 def listing(job: ArchiveJob) -> tuple[str, list[Remote]]:
     top = ssh.host_path(ssh.host(job.inv, job.host), job.path)
-    with ssh.connect(job.inv, job.host) as client, client.open_sftp() as sftp:
-        files = [Remote(rel, a.st_size, int(a.st_mtime), a.st_mode & 0o7777) for rel, a in ssh.walk(sftp, top)]
-    return top, files
+    return top, [Remote(*f) for f in ssh.list_files(job.inv, job.host, job.path)]
 
 
 def _metadata(job: ArchiveJob, f: Remote, sha256: str) -> dict:
@@ -80,14 +73,13 @@ def _metadata(job: ArchiveJob, f: Remote, sha256: str) -> dict:
             "mode": oct(f.mode), "sha256": sha256}
 
 
-def _remote_sha256(client: paramiko.SSHClient, path: str) -> str:
+def _remote_sha256(client, path: str) -> str:
     """The source host hashes a large file first, so its SHA-256 can travel as the object's
     metadata (set when the multipart upload starts); the stream is hashed again and compared."""
-    _, out, _ = client.exec_command(f"sha256sum -- {shlex.quote(path)}", timeout=600)
-    line = out.read().decode(errors="replace")
-    if out.channel.recv_exit_status() != 0 or not line:
+    sha = ssh.remote_sha256(client, path)
+    if sha is None:
         raise StepFailed(f"{posixpath.basename(path)}: the source host could not hash it")
-    return line.split()[0]
+    return sha
 
 
 class Worker:
@@ -103,8 +95,7 @@ class Worker:
 
     def copy(self, f: Remote) -> dict:
         path = posixpath.join(self.top, f.rel)
-        with self.sftp.open(path, "rb") as remote:
-            remote.prefetch(f.size)
+        with ssh.open_read(self.sftp, path, f.size) as remote:
             if f.size <= self.job.part_bytes:
                 body = remote.read(f.size + 1)
                 sha = hashlib.sha256(body).hexdigest()
@@ -125,23 +116,6 @@ class Worker:
             while block := remote.read(READ_BLOCK):
                 upload.write(block)
             return upload.close()
-
-
-class Workers:
-    def __init__(self, job: ArchiveJob, top: str):
-        self.job, self.top, self.local, self.all, self.lock = job, top, threading.local(), [], threading.Lock()
-
-    def get(self) -> Worker:
-        worker = getattr(self.local, "worker", None)
-        if worker is None:
-            worker = self.local.worker = Worker(self.job, self.top)
-            with self.lock:
-                self.all.append(worker)
-        return worker
-
-    def close(self) -> None:
-        for worker in self.all:
-            worker.close()
 
 
 def _done_files(job: ArchiveJob) -> dict[str, dict]:
@@ -205,51 +179,19 @@ def stage_archive(job: ArchiveJob) -> dict:
 
 
 def _copy_all(job: ArchiveJob, top: str, todo: list[Remote], batcher: Batcher, done: dict) -> list[str]:
-    pending: queue.SimpleQueue = queue.SimpleQueue()
-    for f in todo:
-        pending.put(f)
-    workers, errors, stop = Workers(job, top), [], threading.Event()
-    # Threads hand each finished file to the coordinator (this thread), which records it.
-    out: queue.SimpleQueue = queue.SimpleQueue()
-
-    def run() -> None:
-        while not stop.is_set():
-            try:
-                f = pending.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                out.put(("ok", workers.get().copy(f)))
-            except Exception as exc:  # noqa: BLE001 - reported as data, raised once at the end
-                out.put(("error", f"document {f.rel}: {exc if isinstance(exc, StepFailed) else type(exc).__name__}"))
-                stop.set()
-
-    try:
-        with ThreadPoolExecutor(job.workers, thread_name_prefix="archive") as pool:
-            futures: list[Future] = [pool.submit(run) for _ in range(job.workers)]
-            while True:
-                finished, _ = wait(futures, timeout=0.2, return_when=FIRST_COMPLETED)
-                _collect(out, batcher, done, errors)
-                futures = [fu for fu in futures if not fu.done()]
-                if not futures:
-                    break
-            _collect(out, batcher, done, errors)
-    finally:
-        workers.close()
+    """Copy in parallel; this thread records each finished file (the journal is its alone)."""
+    errors = []
+    with Pool(job.workers, lambda: Worker(job, top), name="archive") as workers:
+        for f, future in workers.each(Worker.copy, todo):
+            if future.cancelled():
+                continue
+            error = future.exception()
+            if error is None:
+                done[f.rel] = future.result()
+                batcher.add(done[f.rel])
+            else:  # reported as data, raised once at the end
+                errors.append(f"document {f.rel}: {error if isinstance(error, StepFailed) else type(error).__name__}")
     return errors
-
-
-def _collect(out: queue.SimpleQueue, batcher: Batcher, done: dict, errors: list[str]) -> None:
-    while True:
-        try:
-            kind, value = out.get_nowait()
-        except queue.Empty:
-            return
-        if kind == "ok":
-            done[value["path"]] = value
-            batcher.add(value)
-        else:
-            errors.append(value)
 
 
 def _write_manifest(job: ArchiveJob, entries: list[dict]) -> str:

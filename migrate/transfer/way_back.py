@@ -8,7 +8,8 @@ Stopping it is the rollback's job, and it must lose nothing: the target is fence
 transactions read-only, client sessions ended), the subscription is waited for until it has
 confirmed the target's last WAL position, sequences are carried back (logical replication does
 not carry them), and only then are the subscription, its slot and the publication dropped.
-Every function here is idempotent: the executor may run an undo twice after a crash.
+Every function here is idempotent: the executor may run an undo twice after a crash. The
+protocol lives here; connections come from `adapters.db`.
 """
 
 from __future__ import annotations

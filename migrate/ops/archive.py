@@ -1,0 +1,57 @@
+"""The document archive: staged from the source host into the bucket, restored onto the target
+application host, and the restored files removed again by a rollback."""
+
+from __future__ import annotations
+
+from migrate.adapters import cloud, ssh
+from migrate.engine.context import Context
+from migrate.engine.registry import operation
+from migrate.model import layout as names
+from migrate.ops.common import layout, transfer_log
+from migrate.transfer import archive_restore as restore
+from migrate.transfer import archive_stage as archive
+from migrate.transfer.pool import worker_count
+
+
+@operation("files.archive_to_bucket")
+def archive_to_bucket(ctx: Context, *, host: str, path: str, prefix: str, step: str, progress_prefix: str,
+                      system: str) -> dict:
+    transfer = ctx.inv.spec.transfer
+    workers = worker_count(transfer.workers)
+    job = archive.ArchiveJob(inv=ctx.inv, s3=cloud.client(ctx.inv, pool=2 * workers + 4), log=transfer_log(ctx, step),
+                             scope=system, host=host, path=path, prefix=prefix, progress_prefix=progress_prefix,
+                             workers=workers,
+                             part_bytes=max(cloud.MIN_PART, min(transfer.chunk_mb, 64) * 1024 * 1024))
+    return archive.stage_archive(job)
+
+
+def staged_manifest_sha256(ctx: Context, system: str) -> str | None:
+    """The archive manifest's SHA-256 as this run's staging step journalled it."""
+    step = names.stage_archive_id(system)
+    found = [r.data.get("result") or {} for r in ctx.journal.records(run_id=ctx.run_id)
+             if r.kind == "effect_done" and r.step == step]
+    return next((f["manifest_sha256"] for f in reversed(found) if "manifest_sha256" in f), None)
+
+
+def _restore_job(ctx: Context, *, host: str, path: str, system: str, workers: int = 1) -> restore.RestoreJob:
+    step = names.restore_archive_id(system)
+    run = layout(ctx)
+    return restore.RestoreJob(inv=ctx.inv, s3=cloud.client(ctx.inv, pool=2 * workers + 4), log=transfer_log(ctx, step),
+                              scope=system, host=host, path=path, top=ssh.host_path(ssh.host(ctx.inv, host), path),
+                              prefix=run.documents(system), progress_prefix=run.restore_progress(system),
+                              tag=restore.tag_for(ctx.run_id, step), workers=workers)
+
+
+@operation("files.restore_from_bucket")
+def restore_from_bucket(ctx: Context, *, host: str, path: str, system: str) -> dict:
+    """A rerun after a kill first removes the killed attempt's temporary files, then writes only
+    the documents not yet there (the ones already restored are kept: see the step's undo_on)."""
+    job = _restore_job(ctx, host=host, path=path, system=system, workers=worker_count(ctx.inv.spec.transfer.workers))
+    job.manifest_sha256 = staged_manifest_sha256(ctx, system)
+    leftovers = restore.remove_leftovers(job)
+    return {**restore.restore_archive(job), "leftovers_removed": leftovers}
+
+
+@operation("files.remove_restored")
+def remove_restored(ctx: Context, *, host: str, path: str, system: str) -> dict:
+    return restore.remove_restored(_restore_job(ctx, host=host, path=path, system=system))

@@ -1,0 +1,87 @@
+"""The document archive: from the source host over SFTP into the bucket, with a manifest, and
+optionally back onto the target application host.
+
+The copy itself is `migrate.transfer.archive_stage` (parallel, streamed, resumable). The staging
+step's undo only aborts incomplete uploads: after a kill, staged documents stay and the rerun
+skips them; a rollback deletes them with the run's staging prefix.
+
+The restore (`migrate.transfer.archive_restore`) writes the files; its undo, for rollback only, removes
+exactly what this run's restore wrote (as its journalled intents list them). A resume keeps the
+documents already restored: the rerun removes the killed attempt's temporary files and writes
+only the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from migrate.config import SPEC_FILE
+from migrate.errors import ConfigError
+from migrate.facts.archive import ArchiveOnHost
+from migrate.model import layout
+from migrate.model.plan import Action, StepPlan
+from migrate.steps.base import Run, Step
+
+
+def _volume(facts, host: str, path: str) -> dict:
+    found = facts[ArchiveOnHost(host, path)]
+    return {"files": found.files, "bytes": found.bytes}
+
+
+@dataclass(frozen=True)
+class StageArchive(Step):
+    system: str
+    host: str
+    path: str
+
+    @property
+    def id(self) -> str:
+        return layout.stage_archive_id(self.system)
+
+    def needs(self, run: Run) -> tuple:
+        return (ArchiveOnHost(self.host, self.path),)
+
+    def plan(self, run: Run, facts) -> StepPlan:
+        prefix = run.layout.documents(self.system)
+        undo = Action("s3.abort_uploads", {"prefix": prefix + "/"},
+                      f"abort incomplete uploads under s3://{run.bucket}/{prefix}/ (staged documents are deleted"
+                      " with the staging prefix)")
+        action = Action("files.archive_to_bucket",
+                        {"host": self.host, "path": self.path, "prefix": prefix, "step": self.id,
+                         "system": self.system, "progress_prefix": run.layout.documents_progress(self.system)},
+                        f"copy {self.host}:{self.path} -> s3://{run.bucket}/{prefix}/ (parallel, SHA-256 per file)",
+                        undo=undo)
+        return StepPlan(self.id, self.system, f"stage document archive of {self.system}", (action,),
+                        volume=_volume(facts, self.host, self.path))
+
+
+@dataclass(frozen=True)
+class RestoreArchive(Step):
+    system: str
+    host: str | None   # the system's app.target_host (None: the plan says which spec field is missing)
+    path: str          # archive.target_path
+
+    @property
+    def id(self) -> str:
+        return layout.restore_archive_id(self.system)
+
+    def _source(self, run: Run):
+        return run.spec.systems[self.system].archive
+
+    def needs(self, run: Run) -> tuple:
+        return (ArchiveOnHost(self._source(run).host, self._source(run).path),)
+
+    def plan(self, run: Run, facts) -> StepPlan:
+        if self.host is None:
+            raise ConfigError(f"{run.inv.path / SPEC_FILE}: systems.{self.system}.archive.target_path: system"
+                              f" {self.system} has no app.target_host to restore the archive onto")
+        args = {"host": self.host, "path": self.path, "system": self.system}
+        undo = Action("files.remove_restored", args,
+                      f"remove from {self.host}:{self.path} exactly the documents and directories this run's restore"
+                      " wrote (as its journaled intents list them; a file changed since is kept)")
+        action = Action("files.restore_from_bucket", args,
+                        f"restore s3://{run.bucket}/{run.layout.documents(self.system)}/ -> {self.host}:{self.path}"
+                        " (SHA-256 checked while streaming, mode and mtime kept, files already there with the same"
+                        " SHA-256 skipped)", undo=undo, undo_on="rollback")
+        return StepPlan(self.id, self.system, f"restore the document archive of {self.system} on {self.host}",
+                        (action,), volume=_volume(facts, self._source(run).host, self._source(run).path))

@@ -1,0 +1,130 @@
+"""The wave graph: which steps a wave has, in which order.
+
+Phases run one after another (freeze, evidence, stage, restore, verify, way back, start the
+target, its health, the go/no-go gate, the switch, the checks after it); inside a phase, systems
+come in dependency order; steps on one application host are batched into one playbook run (each
+costs seconds). Adding a kind of step means adding it to PHASES, not an `if` elsewhere. Pure:
+the graph is built from the spec alone.
+"""
+
+from __future__ import annotations
+
+from migrate.config import order_systems
+from migrate.steps.app import Configure, Freeze, TargetConfig
+from migrate.steps.archive import RestoreArchive, StageArchive
+from migrate.steps.checks import EvidenceDigest, VerifyWave
+from migrate.steps.cutover import Gate, PostCutover, SwitchEntry, TargetHealth, WayBack
+from migrate.steps.database import CreateDatabase, OpenStaging, RestoreDatabase, StageDatabase
+
+
+def _by_host(pairs):
+    grouped: dict[str, list] = {}
+    for host, item in pairs:
+        grouped.setdefault(host, []).append(item)
+    return grouped.items()
+
+
+def _freeze(spec, systems):
+    apps = [(s.app.source_host, (name, s.app)) for name, s in systems if s.app]
+    for host, items in _by_host(apps):
+        yield Freeze(host, tuple(n for n, _ in items), tuple(a.service_name for _, a in items),
+                     tuple((a.service_name, a.drain_path) for _, a in items if a.drain_path))
+
+
+def _evidence(spec, systems):
+    # After the freeze (nothing writes any more), before anything is copied.
+    for name, system in systems:
+        for db, d in system.databases.items():
+            if d.evidence_tables:
+                yield EvidenceDigest(name, db, d.source.server, d.source.dbname, tuple(d.evidence_tables))
+
+
+def _open_staging(spec, systems):
+    if any(s.databases or s.archive for _, s in systems):
+        yield OpenStaging(spec.storage.bucket)
+
+
+def _stage_databases(spec, systems):
+    for name, system in systems:
+        for db, d in system.databases.items():
+            yield StageDatabase(name, db, d.source.server, d.source.dbname)
+
+
+def _stage_archive(spec, systems):
+    for name, system in systems:
+        if system.archive:
+            yield StageArchive(name, system.archive.host, system.archive.path)
+
+
+def _restore_archive(spec, systems):
+    # Onto the target application host when the spec asks.
+    for name, system in systems:
+        if system.archive and system.archive.target_path:
+            host = system.app.target_host if system.app else None  # None: the plan names the spec field
+            yield RestoreArchive(name, host, system.archive.target_path)
+
+
+def _create_databases(spec, systems):
+    for name, system in systems:
+        for db, d in system.databases.items():
+            yield CreateDatabase(name, db, d.target.server, d.target.dbname)
+
+
+def _restore_databases(spec, systems):
+    for name, system in systems:
+        for db, d in system.databases.items():
+            yield RestoreDatabase(name, db, d.source.server, d.source.dbname, d.target.server, d.target.dbname)
+
+
+def _verify(spec, systems):
+    yield VerifyWave(tuple(name for name, _ in systems))
+
+
+def _way_back(spec, systems):
+    # Only where an application will write on the target after its start.
+    for name, system in systems:
+        if system.app:
+            for db in system.databases:
+                yield WayBack(name, db)
+
+
+def _configure(spec, systems):
+    configs = [(s.app.target_host, _target_config(spec, name, s)) for name, s in systems if s.app]
+    for host, items in _by_host(configs):
+        yield Configure(host, tuple(items))
+
+
+def _target_config(spec, name, system) -> TargetConfig:
+    settings = {"bucket": spec.storage.bucket, "service": system.app.service_name}
+    for db, d in system.databases.items():
+        server = spec.db_servers[d.target.server]
+        settings[f"db_{db}"] = f"host={server.host} port={server.port} dbname={d.target.dbname} user={server.user}"
+    return TargetConfig(name, system.app.config_template, system.app.config_path, system.app.service_name,
+                        tuple(sorted(settings.items())))
+
+
+def _apps(systems) -> tuple[str, ...]:
+    return tuple(name for name, s in systems if s.app)
+
+
+def _health(spec, systems):
+    if _apps(systems):
+        yield TargetHealth(_apps(systems))
+
+
+def _switch(spec, systems):
+    if spec.entry_point and _apps(systems):
+        yield Gate(_apps(systems))
+        yield SwitchEntry(_apps(systems))
+        yield PostCutover(_apps(systems))
+
+
+PHASES = (_freeze, _evidence, _open_staging, _stage_databases, _stage_archive, _restore_archive,
+          _create_databases, _restore_databases, _verify, _way_back, _configure, _health, _switch)
+
+
+def build(spec, wave: str) -> list:
+    """The steps of `wave`, in order."""
+    names = order_systems(spec, spec.waves[wave].systems)
+    systems = [(name, spec.systems[name]) for name in names]
+    return [step for phase in PHASES for step in phase(spec, systems)]
