@@ -8,15 +8,26 @@ from pathlib import Path
 import pytest
 
 from migrate import commands, config, steps
+from migrate.engine import state
+from migrate.engine.events import Bus
+from migrate.engine.executor import Executor
+from migrate.engine.journal import Journal
 from migrate.errors import ConfigError, StepFailed
 from migrate.facts.archive import ArchiveOnHost, ArchiveVolume
 from migrate.facts.cutover import FrontDoorUpstreams
+from migrate.facts.database import (
+    DatabaseExists,
+    DatabaseSize,
+    RolesPresent,
+    RolesReferenced,
+    TablesToCopy,
+)
 from migrate.facts.dns import CnameValue
-from migrate.facts.database import DatabaseExists, DatabaseSize, RolesPresent, RolesReferenced, TablesToCopy
 from migrate.facts.files import PathExists
+from migrate.model.plan import WavePlan
 from migrate.steps import app, archive, checks, cutover, database
 from migrate.steps.base import Step
-from migrate.testing import canned_facts
+from migrate.testing import RecordingSink, canned_facts
 from migrate.transfer.catalog import Table
 
 LAB = Path(__file__).resolve().parents[2] / "inventories" / "lab"
@@ -263,10 +274,27 @@ def test_no_entry_point_means_no_gate_and_no_switch():
     assert ids[-2:] == ["configure:tgt-app", "target-health"]
 
 
-def test_every_operation_a_plan_names_is_registered():
+def lab_wave_plan() -> WavePlan:
     wave_steps = steps.build(INV.spec, "wave-1")
     found = canned_facts([f for s in wave_steps for f in s.needs(RUN)],
                          {REFERENCED: frozenset({"hr_owner"}), RolesReferenced("onprem-pg", "presenze"): frozenset({"hr_owner"})})
-    actions = [a for s in wave_steps for a in s.plan(RUN, found).actions]
+    return WavePlan("wave-1", RUN.run_id, tuple(s.plan(RUN, found) for s in wave_steps))
+
+
+def test_every_operation_a_plan_names_is_registered():
+    actions = [a for s in lab_wave_plan().steps for a in s.actions]
     named = {a.op for a in actions} | {a.undo.op for a in actions if a.undo}
     assert named <= commands.REGISTRY.names()
+
+
+def test_the_lab_wave_journals_an_undo_for_every_change_it_makes(tmp_path):
+    plan, sink, j = lab_wave_plan(), RecordingSink(), Journal(tmp_path / "journal.sqlite")
+    j.append(plan.run_id, plan.wave, "run_started", {"plan": plan.to_json(), "operator": "test"})
+    Executor(j, sink, Bus()).apply(plan)
+    view = state.latest(j.records(wave="wave-1"))
+    assert set(view.states().values()) == {"done"}
+    changes = [a for a in sink.executed if not a.read_only]
+    assert changes and all(a.undo is not None for a in changes), "nothing in the lab wave is irreversible"
+    assert [a for _, _, a in view.pending_undo()] == changes[::-1], "the rollback list: every change, newest first"
+    assert {a.op for a in sink.executed if a.read_only} == {"verify.evidence_digest", "verify.wave", "cutover.health",
+                                                            "cutover.approve", "cutover.dns_check"}
