@@ -20,11 +20,11 @@ from migrate.engine.executor import Executor, NullJournal
 from migrate.engine.journal import Journal, new_run_id, operator
 from migrate.engine.registry import Registry
 from migrate.engine.sinks import DryRunSink, LiveSink
-from migrate.errors import MigrateError, PreflightFailed, StepFailed
+from migrate.errors import AwaitingApproval, MigrateError, PreflightFailed, StepFailed
 from migrate.facts.database import DatabaseSize
 from migrate.model.layout import journal_path
 from migrate.model.plan import WavePlan
-from migrate.model.result import WaveOutcome, systems_by_state
+from migrate.model.result import StepResult, WaveOutcome, systems_by_state
 from migrate.ops import app, archive, cutover, database, staging, verify
 
 Confirm = Callable[[str], bool]
@@ -158,7 +158,9 @@ def _completed(key: str, wave: str, view: state.RunView, dry_run: bool) -> WaveO
 def _dry_run(inv, wave, key, bus, wave_plan, resumed, approved_by) -> WaveOutcome:
     record = NullJournal()
     ctx = context(inv, wave_plan.run_id, wave, key=key, bus=bus, journal=record, approved_by=approved_by)
-    Executor(record, DryRunSink(ctx, REGISTRY), bus).apply(wave_plan, resumed)
+    results = Executor(record, DryRunSink(ctx, REGISTRY), bus).apply(wave_plan, resumed)
+    if results and results[-1].status == "failed":
+        _raise(results[-1], WaveOutcome(key, "failed", "dry run failed", plan=wave_plan))
     what = f"resuming run {resumed.run_id}" if resumed else f"a new run {wave_plan.run_id}"
     return WaveOutcome(key, "planned", f"dry run of {key} ({what}): nothing was changed", plan=wave_plan,
                        run_id=resumed.run_id if resumed else None)
@@ -188,17 +190,27 @@ def _run(inv, wave, key, j, bus, confirm, wave_plan, resumed, stale, approved_by
 
 def _apply_or_roll_back(ctx: Context, j: Journal, bus: Bus, wave_plan: WavePlan, resumed) -> None:
     """Apply the plan; when a step whose plan asks for it fails, undo the whole run at once."""
-    try:
-        Executor(j, live_sink(ctx), bus).apply(wave_plan, resumed)
-    except StepFailed as exc:
-        failed = state.latest(j.records(wave=ctx.key))
-        step = next((s for s in wave_plan.steps if failed.steps[s.id].state == "failed"), None)
-        exc.outcome = _failed_outcome(failed)
-        if step is None or not step.rollback_on_failure:
-            raise
-        bus.emit("auto_rollback", step=step.id, error=str(exc))
-        _undo_all(ctx, j, bus, failed, reason=f"{step.id} failed")
-        raise StepFailed(f"{exc}; the wave was rolled back at once: the source serves again") from exc
+    results = Executor(j, live_sink(ctx), bus).apply(wave_plan, resumed)
+    last = results[-1] if results else None
+    if last is None or last.status in ("done", "skipped"):
+        return
+    outcome = _failed_outcome(state.latest(j.records(wave=ctx.key)))
+    step = next(s for s in wave_plan.steps if s.id == last.step)
+    if last.status == "failed" and step.rollback_on_failure:
+        bus.emit("auto_rollback", step=step.id, error=last.error)
+        _undo_all(ctx, j, bus, state.latest(j.records(wave=ctx.key)), reason=f"{step.id} failed")
+        _raise(last, outcome, then="; the wave was rolled back at once: the source serves again")
+    _raise(last, outcome)
+
+
+def _raise(last: StepResult, outcome: WaveOutcome, then: str = "") -> None:
+    """The one exception a stopped run ends with, for the CLI's line and exit code."""
+    if last.status == "waiting":
+        exc = AwaitingApproval(last.error)
+    else:
+        exc = StepFailed(f"step {last.step} failed: {last.error}{then}")
+    exc.outcome = outcome
+    raise exc from last.cause
 
 
 def _failed_outcome(view: state.RunView) -> WaveOutcome:

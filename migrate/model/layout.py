@@ -51,6 +51,16 @@ class RunLayout:
         return f"migrate-staging-{self.run_id}"[:255]
 
 
+def manifest_key(prefix: str) -> str:
+    """The manifest of what was staged under a database's or an archive's prefix."""
+    return f"{prefix}/manifest.json"
+
+
+def schema_key(prefix: str) -> str:
+    """A database's staged object definitions (pg_dump --schema-only, custom format)."""
+    return f"{prefix}/schema.dump"
+
+
 # --- step ids: the journal keys of steps, built here and nowhere else ------------------------
 
 def freeze_id(host: str) -> str:

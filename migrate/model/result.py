@@ -6,9 +6,23 @@ step completed, `failed` those of the step that failed. The CLI prints it; tests
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from migrate.model.plan import WavePlan
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One step of one apply: done, skipped (completed earlier), failed or waiting (the gate).
+    `changed` counts the effects it performed; `cause` is the error behind a failure or a wait,
+    for --debug (never journalled)."""
+
+    step: str
+    status: str
+    changed: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    cause: BaseException | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from migrate.model.plan import Action, StepPlan
 from migrate.steps.base import Run, Step
 from migrate.transfer import chunks as chunking
 from migrate.transfer import roles as pgroles
-from migrate.transfer.dbcopy import MIB, schema_key
+from migrate.transfer.dbcopy import MIB
 from migrate.transfer.roles import RoleMap
 
 
@@ -75,7 +75,7 @@ class StageDatabase(Step):
 
     def plan(self, run: Run, facts) -> StepPlan:
         prefix = run.layout.database(self.name)
-        key = schema_key(prefix)
+        key = layout.schema_key(prefix)
         undo = Action("s3.delete_prefix", {"prefix": key}, f"delete s3://{run.bucket}/{key}*")
         action = Action("db.stage_schema", {"server": self.server, "dbname": self.dbname, "prefix": prefix},
                         f"pg_dump --schema-only {self.server}/{self.dbname} -> s3://{run.bucket}/{key}", undo=undo)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from migrate.adapters import cloud, ssh
 from migrate.config import Inventory
 from migrate.errors import StepFailed
+from migrate.model import layout
 from migrate.transfer.log import RESTORE_INTENT, TransferLog
 from migrate.transfer.pool import Pool
 
@@ -77,7 +78,7 @@ def tag_for(run_id: str, step: str) -> str:
 
 def read_manifest(job: RestoreJob) -> list[dict]:
     """The staged archive's manifest, checked against the SHA-256 the staging step recorded."""
-    key = f"{job.prefix}/manifest.json"
+    key = layout.manifest_key(job.prefix)
     expected = job.manifest_sha256
     if expected is None:
         raise StepFailed(f"s3://{job.bucket}/{key}: no SHA-256 for it in this run's journal; stage the archive first")

@@ -25,6 +25,7 @@ from urllib.parse import quote
 from migrate.adapters import cloud, ssh
 from migrate.config import Inventory
 from migrate.errors import StepFailed
+from migrate.model import layout
 from migrate.transfer.log import ARCHIVE_BATCH, TransferLog
 from migrate.transfer.pool import Pool
 
@@ -200,7 +201,7 @@ def _write_manifest(job: ArchiveJob, entries: list[dict]) -> str:
                        "files": [{k: e[k] for k in ("path", "size", "sha256", "key", "mtime", "mode")} for e in entries]},
                       indent=1, sort_keys=True).encode()
     sha = hashlib.sha256(body).hexdigest()
-    key = f"{job.prefix}/manifest.json"
+    key = layout.manifest_key(job.prefix)
     if (cloud.head_metadata(job.s3, job.bucket, key) or {}).get("sha256") != sha:
         cloud.put_bytes(job.inv, job.s3, key, body, metadata={"sha256": sha})
     return sha

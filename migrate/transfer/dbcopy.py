@@ -35,6 +35,7 @@ from psycopg import sql
 from migrate.adapters import cloud, db
 from migrate.config import Inventory, Transfer
 from migrate.errors import StepFailed
+from migrate.model import layout
 from migrate.transfer import catalog, ledger, postdata, roles
 from migrate.transfer import chunks as chunking
 from migrate.transfer.chunks import Chunk
@@ -95,20 +96,12 @@ class Job:
         return f"{self.prefix}/data/{chunk.id}.copy.zst"
 
 
-def schema_key(prefix: str) -> str:
-    return f"{prefix}/schema.dump"
-
-
-def manifest_key(prefix: str) -> str:
-    return f"{prefix}/manifest.json"
-
-
 # --- schema: pre-data before, post-data after -----------------------------------------------
 
 def stage_schema(inv: Inventory, s3, source: Side, prefix: str) -> cloud.Stored:
     """The object definitions (pg_dump --schema-only), streamed to the bucket, with their
     SHA-256 beside them."""
-    key = schema_key(prefix)
+    key = layout.schema_key(prefix)
     with db.schema_dump(inv, source.server, source.dbname) as dump:
         stored = cloud.put_stream(inv, s3, dump.stream, key, metadata={"source-db": source.dbname})
     if dump.error is not None:
@@ -120,7 +113,7 @@ def stage_schema(inv: Inventory, s3, source: Side, prefix: str) -> cloud.Stored:
 
 def fetch_schema(inv: Inventory, s3, prefix: str, into: Path) -> Path:
     """The staged schema archive, checked against its recorded SHA-256, as a local file."""
-    bucket, key = inv.spec.storage.bucket, schema_key(prefix)
+    bucket, key = inv.spec.storage.bucket, layout.schema_key(prefix)
     expected = b"".join(cloud.iter_object(s3, bucket, key + ".sha256")).decode().strip()
     size = cloud.object_size(s3, bucket, key)
     with cloud.fetch_verified(s3, bucket, key, sha256=expected, size=size, spool_bytes=MIB) as f:
@@ -404,7 +397,7 @@ def _ledger(job: Job) -> dict:
 def _write_manifest(job: Job, staged: dict[str, dict]) -> None:
     """The staged objects of this database: object, table, range, rows, bytes, SHA-256.
     Written once (a rerun finds it and leaves it: one version per staged object)."""
-    key = manifest_key(job.prefix)
+    key = layout.manifest_key(job.prefix)
     entries = [{k: staged[c.id][k] for k in ("chunk", "key", "table", "range", "rows", "bytes", "stored", "sha256")}
                for c in job.chunks if c.id in staged]
     if len(entries) < len(job.chunks) or cloud.head_metadata(job.s3, job.bucket, key) is not None:

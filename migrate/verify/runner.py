@@ -181,7 +181,7 @@ def verify_archive(inv: Inventory, s3, run: layout.RunLayout | None, system: str
                                        {"reason": "no run of this wave in the journal: nothing was staged"}))
         return
     prefix, bucket = run.documents(system), inv.spec.storage.bucket
-    key = f"{prefix}/manifest.json"
+    key = layout.manifest_key(prefix)
     objects = cloud.object_sizes(s3(), bucket, prefix + "/")
     if key not in objects:
         section, diffs = documents.missing_manifest(system, key)

@@ -231,7 +231,7 @@ def run_copy(args: dict, *, load: bool = True, progress=None) -> dict:
     job = make_job(args, progress=progress)
     try:
         bucket = job.bucket
-        if cloud.head_metadata(job.s3, bucket, dbcopy.schema_key(job.prefix) + ".sha256") is None:
+        if cloud.head_metadata(job.s3, bucket, layout.schema_key(job.prefix) + ".sha256") is None:
             dbcopy.stage_schema(job.inv, job.s3, job.source, job.prefix)
         if DB not in lab.databases("target"):
             dbcopy.create_target(job.inv, job.s3, job.target, job.prefix)
@@ -311,7 +311,7 @@ def assert_bucket_clean(args: dict) -> None:
     assert len(versions) == len(args["chunks"]) and all(len(v) == 1 for v in versions.values()), \
         "every chunk staged exactly once"
     assert cloud.incomplete_uploads(s3, bucket, "") == []
-    manifest = json.loads(b"".join(cloud.iter_object(s3, bucket, dbcopy.manifest_key(args["prefix"]))))
+    manifest = json.loads(b"".join(cloud.iter_object(s3, bucket, layout.manifest_key(args["prefix"]))))
     assert sorted(c["chunk"] for c in manifest["chunks"]) == sorted(c["id"] for c in args["chunks"])
 
 

@@ -27,10 +27,10 @@ import pytest
 from migrate import commands, config
 from migrate.adapters import cloud
 from migrate.engine import state
+from migrate.engine.context import Context
 from migrate.engine.events import Bus
 from migrate.engine.executor import Executor
 from migrate.engine.journal import Journal
-from migrate.engine.context import Context
 from migrate.errors import StepFailed
 from migrate.model.layout import RunLayout, journal_path
 from migrate.model.plan import WavePlan
@@ -169,7 +169,8 @@ def run_steps(run_id: str, steps: list) -> tuple[Journal, Context, WavePlan]:
     ctx = commands.context(inv, run_id, "wave-test", journal=j)
     plan = commands.plan_steps(inv, "wave-test", run_id, steps)
     j.append(run_id, "wave-test", "run_started", {"plan": plan.to_json(), "operator": "test"})
-    Executor(j, commands.live_sink(ctx), Bus()).apply(plan)
+    results = Executor(j, commands.live_sink(ctx), Bus()).apply(plan)
+    assert [r.status for r in results] == ["done"] * len(plan.steps), results[-1].error
     return j, ctx, plan
 
 

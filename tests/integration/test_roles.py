@@ -16,10 +16,10 @@ from psycopg import sql
 from migrate import commands, config
 from migrate.config import Database, DbRef
 from migrate.engine import state
+from migrate.engine.context import Context
 from migrate.engine.events import Bus
 from migrate.engine.executor import Executor
 from migrate.engine.journal import Journal
-from migrate.engine.context import Context
 from migrate.errors import ConfigError
 from migrate.model.layout import journal_path
 from migrate.model.plan import WavePlan
@@ -135,7 +135,8 @@ def run(inv: config.Inventory, run_id: str) -> tuple[Journal, Context, WavePlan]
     ctx = commands.context(inv, run_id, "wave-test", journal=j)
     plan = commands.plan_steps(inv, "wave-test", run_id, steps())
     j.append(run_id, "wave-test", "run_started", {"plan": plan.to_json(), "operator": "test"})
-    Executor(j, commands.live_sink(ctx), Bus()).apply(plan)
+    results = Executor(j, commands.live_sink(ctx), Bus()).apply(plan)
+    assert [r.status for r in results] == ["done"] * len(plan.steps), results[-1].error
     return j, ctx, plan
 
 

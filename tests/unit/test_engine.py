@@ -86,12 +86,14 @@ def test_failed_step_resumes_without_repeating_completed_effects(tmp_path):
     j, plan = Journal(tmp_path / "j"), wave_plan()
     start(j, plan)
     FAIL_ON.add("c1")
-    with pytest.raises(StepFailed):
-        Executor(j, live(), Bus()).apply(plan)
+    results = Executor(j, live(), Bus()).apply(plan)
+    assert [(r.step, r.status, r.changed) for r in results] == [("a", "done", 2), ("b", "done", 0), ("c", "failed", 0)]
+    assert results[-1].error == "cannot add c1" and isinstance(results[-1].cause, StepFailed)
     view = state.latest(j.records(wave="w"))
     assert view.status == "failed" and view.steps["c"].state == "failed"
     FAIL_ON.clear()
-    Executor(j, live(), Bus()).apply(plan, view)
+    again = Executor(j, live(), Bus()).apply(plan, view)
+    assert [(r.step, r.status) for r in again] == [("a", "skipped"), ("b", "skipped"), ("c", "done")]
     assert WORLD == ["a1", "a2", "c1"], "a1 and a2 were not added twice"
 
 
@@ -162,9 +164,10 @@ def test_gate_stops_the_run_until_approved_and_journals_who(tmp_path):
                                    StepPlan("go-no-go", "sys", "gate", (reading("cutover.approve", {}, "go/no-go"),)),
                                    StepPlan("c", "sys", "c", (add("c1"),))))
     start(j, plan)
-    with pytest.raises(AwaitingApproval, match="--approve NAME") as stopped:
-        Executor(j, live(ctx, gate), Bus()).apply(plan)
-    assert not isinstance(stopped.value, StepFailed) and isinstance(stopped.value, MigrateError)
+    stopped = Executor(j, live(ctx, gate), Bus()).apply(plan)[-1]
+    assert (stopped.step, stopped.status) == ("go-no-go", "waiting") and "--approve NAME" in stopped.error
+    assert isinstance(stopped.cause, AwaitingApproval) and not isinstance(stopped.cause, StepFailed)
+    assert isinstance(stopped.cause, MigrateError)
     view = state.latest(j.records(wave="w"))
     assert view.status == "awaiting_approval" and view.steps["go-no-go"].state == "waiting" and WORLD == ["a1"]
     assert view.approval is None

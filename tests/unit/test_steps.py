@@ -290,7 +290,7 @@ def test_every_operation_a_plan_names_is_registered():
 def test_the_lab_wave_journals_an_undo_for_every_change_it_makes(tmp_path):
     plan, sink, j = lab_wave_plan(), RecordingSink(), Journal(tmp_path / "journal.sqlite")
     j.append(plan.run_id, plan.wave, "run_started", {"plan": plan.to_json(), "operator": "test"})
-    Executor(j, sink, Bus()).apply(plan)
+    assert [r.status for r in Executor(j, sink, Bus()).apply(plan)] == ["done"] * len(plan.steps)
     view = state.latest(j.records(wave="wave-1"))
     assert set(view.states().values()) == {"done"}
     changes = [a for a in sink.executed if not a.read_only]
