@@ -78,8 +78,10 @@ def _apply(view: RunView, r: Record) -> None:
         view.rehearsal = r.data
     elif r.kind == "takeover":
         view.took_over.append(r.data)
-    elif r.kind in ("run_resumed",):
-        view.status = "running"
+    elif r.kind == "run_resumed":
+        # Going again, not finished: should this process die too, the run is interrupted (and
+        # resumable) once more. `status` says "running" while a live process holds the lock.
+        view.status = "interrupted"
     elif r.kind == "run_finished":
         view.status, view.ended = "completed", r.at
     elif r.kind == "rollback_started":

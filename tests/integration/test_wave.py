@@ -114,19 +114,25 @@ def test_dry_run_and_plan_change_nothing(clean_lab):
     assert status["waves"]["wave-1"]["status"] == "not started"
 
 
-def test_sigkill_mid_wave_then_run_again_completes_without_repeating(clean_lab):
-    lab.drain_spool()
-    before = lab.snapshot()
+def run_and_kill_at(event: str, step: str) -> list[dict]:
+    """`migrate --json run wave-1`, SIGKILLed at the first `event` of `step`: the events it printed."""
     proc = subprocess.Popen([sys.executable, "-m", "migrate.cli", "-i", str(lab.INVENTORY), "--json",
                              "run", "wave-1", "--yes", *APPROVE], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     events = []
     for line in proc.stdout:
         events.append(json.loads(line))
-        if events[-1].get("event") == "action" and events[-1].get("step") == "attendance/restore-db:presenze":
+        if events[-1].get("event") == event and events[-1].get("step") == step:
             os.kill(proc.pid, signal.SIGKILL)
             break
     proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
+    assert proc.returncode == -signal.SIGKILL, f"the run ended before {event} of {step}"
+    return events
+
+
+def test_sigkill_mid_wave_then_run_again_completes_without_repeating(clean_lab):
+    lab.drain_spool()
+    before = lab.snapshot()
+    events = run_and_kill_at("action", "attendance/restore-db:presenze")
     # Progress reached the JSON event stream: every chunk of personale, as counts only.
     loaded = [e for e in events if e["event"] == "chunk" and e["what"] == "chunk_loaded"]
     assert loaded and loaded[-1]["database"] == "personale" and loaded[-1]["done"] == loaded[-1]["total"]
@@ -134,9 +140,13 @@ def test_sigkill_mid_wave_then_run_again_completes_without_repeating(clean_lab):
     status = json.loads(lab.migrate("--json", "status", "wave-1").stdout)["waves"]["wave-1"]
     assert status["status"] == "interrupted" and status["lock"] is None
 
+    # The resume killed too (the verification under way): it is resumed again, not replaced.
+    run_and_kill_at("action", "verify")
+    again = json.loads(lab.migrate("--json", "status", "wave-1").stdout)["waves"]["wave-1"]
+    assert again["status"] == "interrupted" and again["run_id"] == status["run_id"]
     resumed = lab.migrate("run", "wave-1", "--yes", *APPROVE)
     assert resumed.returncode == 0, resumed.stderr
-    assert "resumed and completed" in resumed.stdout
+    assert f"resumed and completed (run {status['run_id']})" in resumed.stdout
     assert_target_equals_source()
     # Completed side effects were not repeated: one upload of each staged object, one version each.
     versions = lab.bucket_versions()

@@ -97,6 +97,20 @@ def test_failed_step_resumes_without_repeating_completed_effects(tmp_path):
     assert WORLD == ["a1", "a2", "c1"], "a1 and a2 were not added twice"
 
 
+def test_a_resumed_run_killed_again_is_resumable_again(tmp_path):
+    j, plan = Journal(tmp_path / "j"), wave_plan()
+    start(j, plan)
+    FAIL_ON.add("c1")
+    Executor(j, live(), Bus()).apply(plan)
+    j.append("run-1", "w", "run_resumed", {"operator": "t@h"})
+    j.append("run-1", "w", "step_started", {}, step="c")  # and then killed
+    view = state.latest(j.records(wave="w"))
+    assert view.status == "interrupted" and view.steps["c"].state == "running"
+    FAIL_ON.clear()
+    Executor(j, live(), Bus()).apply(plan, view)
+    assert WORLD == ["a1", "a2", "c1"]
+
+
 def test_interrupted_step_is_undone_then_rerun(tmp_path):
     j, plan = Journal(tmp_path / "j"), wave_plan()
     start(j, plan)
