@@ -194,13 +194,13 @@ def _apply_or_roll_back(ctx: Context, j: Journal, bus: Bus, wave_plan: WavePlan,
     last = results[-1] if results else None
     if last is None or last.status in ("done", "skipped"):
         return
-    outcome = _failed_outcome(state.latest(j.records(wave=ctx.key)))
     step = next(s for s in wave_plan.steps if s.id == last.step)
+    then = ""
     if last.status == "failed" and step.rollback_on_failure:
         bus.emit("auto_rollback", step=step.id, error=last.error)
         _undo_all(ctx, j, bus, state.latest(j.records(wave=ctx.key)), reason=f"{step.id} failed")
-        _raise(last, outcome, then="; the wave was rolled back at once: the source serves again")
-    _raise(last, outcome)
+        then = "; the wave was rolled back at once: the source serves again"
+    _raise(last, _stopped_outcome(state.latest(j.records(wave=ctx.key))), then=then)
 
 
 def _raise(last: StepResult, outcome: WaveOutcome, then: str = "") -> None:
@@ -213,10 +213,11 @@ def _raise(last: StepResult, outcome: WaveOutcome, then: str = "") -> None:
     raise exc from last.cause
 
 
-def _failed_outcome(view: state.RunView) -> WaveOutcome:
+def _stopped_outcome(view: state.RunView) -> WaveOutcome:
+    """A run that stopped short, as the journal has it: failed, awaiting approval or rolled back."""
     succeeded, failed = systems_by_state(view.plan, view.states())
-    return WaveOutcome(view.plan.wave, "failed", "failed", plan=view.plan, run_id=view.run_id,
-                       succeeded=succeeded, failed=failed)
+    return WaveOutcome(view.plan.wave, view.status, f"run {view.run_id}: {view.status}", plan=view.plan,
+                       run_id=view.run_id, succeeded=succeeded, failed=failed)
 
 
 def rehearse(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm,

@@ -63,10 +63,13 @@ def test_gate_switch_and_rollback_keep_every_target_write(clean_lab):
     late, initial = len(list(spool.glob("*.json"))), punches("source")
     assert late > 0
 
-    stopped = lab.migrate("run", "wave-1", "--yes")
+    stopped = lab.migrate("--json", "run", "wave-1", "--yes")
     assert stopped.returncode == 4, stopped.stderr
     assert "--approve" in stopped.stderr and "Traceback" not in stopped.stderr
     assert status_of()["status"] == "awaiting_approval"
+    outcome = json.loads(stopped.stdout.strip().splitlines()[-1])
+    assert outcome["result"] == "awaiting_approval" and outcome["run_id"] == status_of()["run_id"]
+    assert outcome["succeeded"] == [] and outcome["failed"] == [], "waiting is not failing; nothing is live yet"
     # The freeze drained the collector's late punches into the source before the copy.
     assert list(spool.glob("*.json")) == [] and punches("source") == punches("target") == initial + late
     # Nothing switched yet: the front door still goes to the (frozen) source; the target app is up.
