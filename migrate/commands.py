@@ -94,9 +94,8 @@ def _pace(j: Journal) -> checks.Pace | None:
     return None
 
 
-def _data_seconds(j: Journal, wave_plan: WavePlan) -> float:
-    steps = state.latest(j.records(wave=wave_plan.wave)).steps
-    moving = [steps[s.id] for s in wave_plan.steps if s.volume]
+def _data_seconds(view: state.RunView, wave_plan: WavePlan) -> float:
+    moving = [view.steps[s.id] for s in wave_plan.steps if s.volume]
     return round(sum(v.ended - v.started for v in moving if v.started and v.ended), 3)
 
 
@@ -178,12 +177,13 @@ def _run(inv, wave, key, j, bus, confirm, wave_plan, resumed, stale, approved_by
         j.append(wave_plan.run_id, key, "takeover", {"previous": stale})
     ctx = context(inv, wave_plan.run_id, wave, key=key, bus=bus, journal=j, approved_by=approved_by)
     _apply_or_roll_back(ctx, j, bus, wave_plan, resumed)
+    done = state.latest(j.records(wave=key))
     j.append(wave_plan.run_id, key, "run_finished", {
         "operator": operator(), "seconds": round(time.monotonic() - started, 3),
-        "data_seconds": _data_seconds(j, wave_plan),
+        "data_seconds": _data_seconds(done, wave_plan),
         "bytes": sum(s.volume.get("database_bytes", 0) + s.volume.get("bytes", 0) for s in wave_plan.steps)})
     verb = "resumed and completed" if resumed else "completed"
-    succeeded, failed = systems_by_state(wave_plan, state.latest(j.records(wave=key)).states())
+    succeeded, failed = systems_by_state(wave_plan, done.states())
     return WaveOutcome(key, "completed", f"{key} {verb} (run {wave_plan.run_id})", plan=wave_plan,
                        run_id=wave_plan.run_id, succeeded=succeeded, failed=failed)
 

@@ -138,11 +138,7 @@ class BulkSession:
 def exists(inv: Inventory, name: str, path: str) -> bool:
     """Whether a path of the spec exists on a host."""
     with connect(inv, name) as client, client.open_sftp() as sftp:
-        try:
-            sftp.stat(host_path(host(inv, name), path))
-            return True
-        except FileNotFoundError:
-            return False
+        return stat(sftp, host_path(host(inv, name), path)) is not None
 
 
 def list_files(inv: Inventory, name: str, path: str) -> list[tuple[str, int, int, int]]:

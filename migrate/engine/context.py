@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from migrate.engine.events import Bus
 
@@ -27,5 +27,4 @@ class Context:
         self.journal.append(self.run_id, self.key, kind, data, step=step)
 
     def with_check(self) -> Context:
-        return Context(inv=self.inv, run_id=self.run_id, wave=self.wave, key=self.key, check=True, bus=self.bus,
-                       journal=self.journal, approved_by=self.approved_by, shared=self.shared)
+        return replace(self, check=True)

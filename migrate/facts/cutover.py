@@ -10,15 +10,6 @@ from migrate.adapters import ssh
 from migrate.facts import Fact
 
 
-def parse_upstreams(text: str | None) -> dict[str, str]:
-    """The [upstreams] section of the front door's file: service -> URL ({} when none)."""
-    if not text:
-        return {}
-    parser = configparser.ConfigParser()
-    parser.read_string(text)
-    return dict(parser["upstreams"]) if parser.has_section("upstreams") else {}
-
-
 @dataclass(frozen=True)
 class FrontDoorUpstreams(Fact):
     host: str
@@ -28,4 +19,9 @@ class FrontDoorUpstreams(Fact):
         return ssh.read_text(inv, self.host, self.path)
 
     def process(self, raw: str | None) -> dict[str, str]:
-        return parse_upstreams(raw)
+        """The [upstreams] section of the file: service -> URL ({} when there is none)."""
+        if not raw:
+            return {}
+        parser = configparser.ConfigParser()
+        parser.read_string(raw)
+        return dict(parser["upstreams"]) if parser.has_section("upstreams") else {}

@@ -7,7 +7,7 @@ from migrate.adapters import cloud, ssh
 from migrate.engine.context import Context
 from migrate.engine.registry import operation
 from migrate.model import layout as names
-from migrate.ops.common import layout, transfer_log
+from migrate.ops.common import layout, s3, transfer_log
 from migrate.transfer import archive_restore as restore
 from migrate.transfer import archive_stage as archive
 from migrate.transfer.pool import worker_count
@@ -18,7 +18,7 @@ def archive_to_bucket(ctx: Context, *, host: str, path: str, prefix: str, step: 
                       system: str) -> dict:
     transfer = ctx.inv.spec.transfer
     workers = worker_count(transfer.workers)
-    job = archive.ArchiveJob(inv=ctx.inv, s3=cloud.client(ctx.inv, pool=2 * workers + 4), log=transfer_log(ctx, step),
+    job = archive.ArchiveJob(inv=ctx.inv, s3=s3(ctx, pool=2 * workers + 4), log=transfer_log(ctx, step),
                              scope=system, host=host, path=path, prefix=prefix, progress_prefix=progress_prefix,
                              workers=workers,
                              part_bytes=max(cloud.MIN_PART, min(transfer.chunk_mb, 64) * 1024 * 1024))
@@ -36,7 +36,7 @@ def staged_manifest_sha256(ctx: Context, system: str) -> str | None:
 def _restore_job(ctx: Context, *, host: str, path: str, system: str, workers: int = 1) -> restore.RestoreJob:
     step = names.restore_archive_id(system)
     run = layout(ctx)
-    return restore.RestoreJob(inv=ctx.inv, s3=cloud.client(ctx.inv, pool=2 * workers + 4), log=transfer_log(ctx, step),
+    return restore.RestoreJob(inv=ctx.inv, s3=s3(ctx, pool=2 * workers + 4), log=transfer_log(ctx, step),
                               scope=system, host=host, path=path, top=ssh.host_path(ssh.host(ctx.inv, host), path),
                               prefix=run.documents(system), progress_prefix=run.restore_progress(system),
                               tag=restore.tag_for(ctx.run_id, step), workers=workers)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 
-from migrate.adapters import dns, http, ssh
+from migrate.adapters import dns, http
 from migrate.engine.context import Context
 from migrate.engine.registry import operation
 from migrate.errors import AwaitingApproval, StepFailed
-from migrate.facts.cutover import parse_upstreams
+from migrate.facts.cutover import FrontDoorUpstreams
 from migrate.model import layout
 from migrate.ops.app import run_playbook
 from migrate.transfer import way_back
@@ -78,7 +78,7 @@ def set_front_door(ctx: Context, *, services: dict) -> dict:
     """Change only these services' upstreams (None removes one), keeping every other line as the
     file has it now: another wave's switch, made meanwhile, survives this one's undo."""
     entry = ctx.inv.spec.entry_point
-    upstreams = parse_upstreams(ssh.read_text(ctx.inv, entry.proxy_host, entry.proxy_config_path))
+    upstreams = FrontDoorUpstreams(entry.proxy_host, entry.proxy_config_path).collect(ctx.inv)
     upstreams = {k: v for k, v in {**upstreams, **services}.items() if v}
     return run_playbook(ctx, playbook="front_door.yml", hosts=[entry.proxy_host],
                         vars={"config_path": entry.proxy_config_path, "template": entry.proxy_template,

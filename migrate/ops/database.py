@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from migrate.adapters import cloud, db
+from migrate.adapters import db
 from migrate.engine.context import Context
 from migrate.engine.registry import operation
 from migrate.ops.common import chunk_progress, s3, transfer_log
@@ -46,7 +46,7 @@ def drop_database(ctx: Context, *, server: str, dbname: str) -> dict:
 def copy_through_bucket(ctx: Context, *, name: str, step: str, source: dict, target: dict, prefix: str,
                         chunks: list[dict], roles: dict | None = None) -> dict:
     settings = dbcopy.Settings.from_spec(ctx.inv.spec.transfer)
-    job = dbcopy.Job(inv=ctx.inv, s3=cloud.client(ctx.inv, pool=4 * settings.workers + 4),
+    job = dbcopy.Job(inv=ctx.inv, s3=s3(ctx, pool=4 * settings.workers + 4),
                      log=transfer_log(ctx, step), scope=name, source=dbcopy.Side(**source),
                      target=dbcopy.Side(**target), prefix=prefix, chunks=[Chunk.from_json(c) for c in chunks],
                      settings=settings, progress=chunk_progress(ctx, name, len(chunks)),

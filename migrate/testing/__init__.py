@@ -2,8 +2,8 @@
 
 - `canned_facts(needs, values)`: the Facts a step asked for, each from `values` or a plain default
   of its kind (nothing there yet, nothing in it), so a test names only the facts it is about.
-- `RecordingSink`: a sink that records the actions it is given and answers each with a canned
-  result, for executor tests that must not touch anything.
+- `RecordingSink`: a sink that records the actions it is given and performs none, for tests
+  of the executor and the journal that must not touch anything.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ def canned_facts(needs, values: dict | None = None) -> Facts:
 class RecordingSink:
     dry = False
 
-    def __init__(self, results: dict | None = None):
-        self.results, self.executed = results or {}, []
+    def __init__(self):
+        self.executed = []
 
     def execute(self, action) -> dict:
         self.executed.append(action)
-        return self.results.get(action.op, {})
+        return {}
