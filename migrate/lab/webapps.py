@@ -8,7 +8,8 @@ listeners on 127.0.0.1:
   A service S (personale, presenze) is "running" iff `etc/hr/S.conf` and `run/hr/S.running`
   exist, "in maintenance" iff `var/lib/hr/S.maintenance` exists, and it talks to the database
   named by `[database] dsn` in its config (read fresh each time, so a re-rendered config takes
-  effect at once);
+  effect at once). presenze takes web punches and drains the collector's buffer; personale
+  takes one HR edit, `POST /personale/notes {"employee_id", "notes"}` (200 once committed);
 - the front door, which forwards `/S/...` to the upstream named for S in the front host's
   `etc/front/upstreams.conf` (read fresh each time): switching that file is the cutover of
   the users' entry point.
@@ -39,6 +40,13 @@ UPSTREAM_TIMEOUT = 10
 DB_TIMEOUT = 2
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 DIRECTIONS = ("IN", "OUT")
+MAX_NOTES = 500
+# The service each action belongs to (health belongs to every service).
+ENDPOINT_SERVICE = {"punches": "presenze", "drain": "presenze", "notes": "personale"}
+
+# An HR edit of a non-key field; the table's trigger sets updated_at.
+UPDATE_NOTES = """
+    UPDATE employee SET notes = %s WHERE employee_id = %s RETURNING updated_at"""
 
 INSERT_WEB_PUNCH = """
     INSERT INTO punch (employee_id, badge_id, terminal_id, punched_at, direction, origin,
@@ -176,8 +184,9 @@ class AppHandler(JsonHandler):
         service, action = parts[1], parts[2]
         endpoints = {("GET", "health"): self.health,
                      ("POST", "punches"): self.punch,
-                     ("POST", "drain"): self.drain}
-        if service != "presenze" and action != "health":
+                     ("POST", "drain"): self.drain,
+                     ("POST", "notes"): self.notes}
+        if ENDPOINT_SERVICE.get(action, service) != service:
             return 404, {"error": "not found"}
         handler = endpoints.get((self.command, action))
         if handler is None:
@@ -247,14 +256,45 @@ class AppHandler(JsonHandler):
                 path.unlink(missing_ok=True)
         return 200, {"drained": loaded}
 
+    def notes(self, service: str) -> tuple[int, dict]:
+        """An HR edit: set the notes of one employee; 200 only once it is committed."""
+        import psycopg
 
-def parse_web_punch(body: bytes) -> tuple[int, str]:
+        employee_id, notes = parse_notes_edit(self.read_body())
+        conninfo = self.require(service)
+        try:
+            with connect(conninfo) as conn:
+                row = conn.execute(UPDATE_NOTES, (notes, employee_id)).fetchone()
+        except psycopg.OperationalError:
+            return self.unavailable(service, "database unreachable")
+        except psycopg.Error:
+            return 500, {"error": "database error"}
+        if row is None:
+            return 404, {"error": "unknown employee"}
+        return 200, {"employee_id": employee_id, "updated_at": row[0].isoformat()}
+
+
+def json_object(body: bytes) -> dict:
     try:
         data = json.loads(body)
     except ValueError:
         raise Reply(400, {"error": "body must be JSON"}) from None
     if not isinstance(data, dict):
         raise Reply(400, {"error": "body must be a JSON object"})
+    return data
+
+
+def parse_notes_edit(body: bytes) -> tuple[int, str]:
+    data = json_object(body)
+    employee_id, notes = data.get("employee_id"), data.get("notes")
+    if not is_int(employee_id) or not isinstance(notes, str) or len(notes) > MAX_NOTES:
+        raise Reply(400, {"error": f"expected employee_id (integer) and notes (text, at most "
+                                   f"{MAX_NOTES} characters)"})
+    return employee_id, notes
+
+
+def parse_web_punch(body: bytes) -> tuple[int, str]:
+    data = json_object(body)
     employee_id, direction = data.get("employee_id"), data.get("direction")
     if not is_int(employee_id) or direction not in DIRECTIONS:
         raise Reply(400, {"error": "expected employee_id (integer) and direction (IN or OUT)"})
