@@ -24,15 +24,20 @@ from migrate.lab.cloud import BUCKET
 from migrate.lab.errors import LabError
 from migrate.lab.layout import (DATABASES, HOST, LabPaths, LabPorts, dsn, lab_paths, ssh_ports,
                                 web_ports)
+from migrate.lab.load import CheckResult, Load
+from migrate.lab.load import check as check_load
 from migrate.lab.processes import probe_http
 from migrate.lab.state import locked, new_state, ports_of, read_state, resolve_ports, write_state
 from migrate.lab.supervisor import Service
 
 __all__ = [
     "BUCKET",
+    "CheckResult",
     "LabError",
     "LabPaths",
     "LabPorts",
+    "Load",
+    "check_load",
     "down",
     "lab_paths",
     "reseed",
