@@ -181,6 +181,22 @@ def run(o: Options, wave: str, dry_run: bool, yes: bool, accept_warnings: bool, 
 
 @cli.command(epilog=EXIT_CODES)
 @click.argument("wave")
+@click.option("--dry-run", is_flag=True, help="Plan and check only; change nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--accept-warnings", is_flag=True, help="Go on when preflight checks only warn.")
+@click.option("--limit", metavar="SYSTEM", help="Only this system of the wave (journalled as WAVE@SYSTEM).")
+@json_option
+@click.pass_obj
+def sync(o: Options, wave: str, dry_run: bool, yes: bool, accept_warnings: bool, limit: str | None) -> None:
+    """Copy WAVE while its source stays live and keep the target in sync (the warm phase); then
+    `migrate run WAVE` cuts over in a short freeze. Again on a synced wave: checks it is in sync."""
+    outcome = commands.sync(o.inventory(), wave, bus=o.bus(), confirm=confirm_with(yes), dry_run=dry_run,
+                            accept_warnings=accept_warnings, limit=limit)
+    _finish(o, outcome)
+
+
+@cli.command(epilog=EXIT_CODES)
+@click.argument("wave")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--limit", metavar="SYSTEM", help="Roll back the run made with `run --limit SYSTEM`.")
 @json_option

@@ -22,14 +22,14 @@ from migrate.engine.registry import Registry
 from migrate.engine.sinks import DryRunSink, LiveSink
 from migrate.errors import AwaitingApproval, MigrateError, PreflightFailed, StepFailed
 from migrate.facts.database import DatabaseSize
-from migrate.model.layout import journal_path
+from migrate.model.layout import SYNCED_ID, journal_path
 from migrate.model.plan import WavePlan
 from migrate.model.result import StepResult, WaveOutcome, systems_by_state
-from migrate.ops import app, archive, cutover, database, staging, verify
+from migrate.ops import app, archive, cutover, database, staging, sync, verify
 
 Confirm = Callable[[str], bool]
-REGISTRY = Registry.from_modules(staging, database, archive, app, cutover, verify)
-RESUMABLE = ("failed", "interrupted", "awaiting_approval")
+REGISTRY = Registry.from_modules(staging, database, archive, app, cutover, sync, verify)
+RESUMABLE = ("failed", "interrupted", "awaiting_approval", "synced")
 
 
 def journal(inv: config.Inventory) -> Journal:
@@ -37,9 +37,9 @@ def journal(inv: config.Inventory) -> Journal:
 
 
 def context(inv: config.Inventory, run_id: str, wave: str, *, key: str = "", bus: Bus | None = None,
-            journal=None, approved_by: str | None = None) -> Context:
+            journal=None, approved_by: str | None = None, hold: bool = False) -> Context:
     return Context(inv=inv, run_id=run_id, wave=wave, key=key, bus=bus or Bus(), journal=journal,
-                   approved_by=approved_by)
+                   approved_by=approved_by, hold=hold)
 
 
 def live_sink(ctx: Context) -> LiveSink:
@@ -107,9 +107,15 @@ def plan_steps(inv: config.Inventory, wave: str, run_id: str, wave_steps: list, 
     return WavePlan(key or wave, run_id, tuple(step.plan(run, found) for step in wave_steps))
 
 
-def make_plan(inv: config.Inventory, wave: str, run_id: str, *, key: str | None = None) -> WavePlan:
-    """The plan of `wave`; `key` names it in the journal (the wave, or `wave@system` for --limit)."""
-    return plan_steps(inv, wave, run_id, steps.build(inv.spec, wave), key=key)
+def make_plan(inv: config.Inventory, wave: str, run_id: str, *, key: str | None = None,
+              warm: bool = False) -> WavePlan:
+    """The plan of `wave`; `key` names it in the journal (the wave, or `wave@system` for --limit);
+    `warm`: the plan of `migrate sync` (copy while live, then cut over)."""
+    return plan_steps(inv, wave, run_id, steps.build(inv.spec, wave, warm=warm), key=key)
+
+
+def is_warm(wave_plan: WavePlan) -> bool:
+    return any(s.id == SYNCED_ID for s in wave_plan.steps)
 
 
 def plan(inv: config.Inventory, wave: str, *, bus: Bus, limit: str | None = None) -> WaveOutcome:
@@ -117,12 +123,22 @@ def plan(inv: config.Inventory, wave: str, *, bus: Bus, limit: str | None = None
     return run(inv, wave, bus=bus, confirm=lambda text: True, dry_run=True, limit=limit)
 
 
+def sync(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm, dry_run: bool = False,
+         accept_warnings: bool = False, limit: str | None = None) -> WaveOutcome:
+    """The warm phase: copy while the source stays live and keep the target in sync, then stop
+    (status `synced`); `run` cuts over. Again on a synced wave: checks it is still in sync."""
+    return run(inv, wave, bus=bus, confirm=confirm, dry_run=dry_run, accept_warnings=accept_warnings,
+               limit=limit, warm=True)
+
+
 def run(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm, dry_run: bool = False,
-        accept_warnings: bool = False, approved_by: str | None = None, limit: str | None = None) -> WaveOutcome:
+        accept_warnings: bool = False, approved_by: str | None = None, limit: str | None = None,
+        warm: bool = False) -> WaveOutcome:
     """Run the wave (or resume its last run), or, with `dry_run`, go through exactly the same
     set-up and send the actions to the dry-run sink: facts are read, checkable actions run in
     check mode, nothing is changed and nothing is journalled. A failed check does not stop a dry
-    run (rehearse outside the window); it is reported."""
+    run (rehearse outside the window); it is reported. `warm`: `migrate sync` (see there); a
+    synced wave's run is resumed by `run`, which goes on to the cutover."""
     full = inv
     inv, key = scope.scoped(inv, wave, limit)
     j = journal(inv)
@@ -135,13 +151,16 @@ def run(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm, dry_run
             raise MigrateError(f"{key}: run {view.run_id} is half rolled back; finish with `migrate rollback {wave}`")
         scope.check_run(full, j, wave, key)
         resumed = view if view is not None and view.status in RESUMABLE else None
+        if warm and resumed and not is_warm(resumed.plan):
+            raise MigrateError(f"{key}: run {resumed.run_id} is a cold run ({resumed.status}); resume it with"
+                               f" `migrate run {wave}` or roll it back before `migrate sync`")
         run_id = resumed.run_id if resumed else new_run_id(wave)
         findings = preflight(inv, wave, bus=bus, run_id=run_id, record=NullJournal() if dry_run else None)
-        wave_plan = resumed.plan if resumed else make_plan(inv, wave, run_id, key=key)
+        wave_plan = resumed.plan if resumed else make_plan(inv, wave, run_id, key=key, warm=warm)
         if dry_run:
-            return _dry_run(inv, wave, key, bus, wave_plan, resumed, approved_by)
+            return _dry_run(inv, wave, key, bus, wave_plan, resumed, approved_by, hold=warm)
         _require(findings, accept_warnings)
-        return _run(inv, wave, key, j, bus, confirm, wave_plan, resumed, stale, approved_by)
+        return _run(inv, wave, key, j, bus, confirm, wave_plan, resumed, stale, approved_by, hold=warm)
 
 
 def _completed(key: str, wave: str, view: state.RunView, dry_run: bool) -> WaveOutcome:
@@ -154,9 +173,9 @@ def _completed(key: str, wave: str, view: state.RunView, dry_run: bool) -> WaveO
                        run_id=view.run_id, succeeded=succeeded, failed=failed)
 
 
-def _dry_run(inv, wave, key, bus, wave_plan, resumed, approved_by) -> WaveOutcome:
+def _dry_run(inv, wave, key, bus, wave_plan, resumed, approved_by, hold=False) -> WaveOutcome:
     record = NullJournal()
-    ctx = context(inv, wave_plan.run_id, wave, key=key, bus=bus, journal=record, approved_by=approved_by)
+    ctx = context(inv, wave_plan.run_id, wave, key=key, bus=bus, journal=record, approved_by=approved_by, hold=hold)
     results = Executor(record, DryRunSink(ctx, REGISTRY), bus).apply(wave_plan, resumed)
     if results and results[-1].status == "failed":
         _raise(results[-1], WaveOutcome(key, "failed", "dry run failed", plan=wave_plan))
@@ -165,7 +184,7 @@ def _dry_run(inv, wave, key, bus, wave_plan, resumed, approved_by) -> WaveOutcom
                        run_id=resumed.run_id if resumed else None)
 
 
-def _run(inv, wave, key, j, bus, confirm, wave_plan, resumed, stale, approved_by) -> WaveOutcome:
+def _run(inv, wave, key, j, bus, confirm, wave_plan, resumed, stale, approved_by, hold=False) -> WaveOutcome:
     started = time.monotonic()
     if resumed:
         j.append(resumed.run_id, key, "run_resumed", {"operator": operator()})
@@ -175,8 +194,13 @@ def _run(inv, wave, key, j, bus, confirm, wave_plan, resumed, stale, approved_by
         j.append(wave_plan.run_id, key, "run_started", {"plan": wave_plan.to_json(), "operator": operator()})
     if stale:
         j.append(wave_plan.run_id, key, "takeover", {"previous": stale})
-    ctx = context(inv, wave_plan.run_id, wave, key=key, bus=bus, journal=j, approved_by=approved_by)
-    _apply_or_roll_back(ctx, j, bus, wave_plan, resumed)
+    ctx = context(inv, wave_plan.run_id, wave, key=key, bus=bus, journal=j, approved_by=approved_by, hold=hold)
+    if _apply_or_roll_back(ctx, j, bus, wave_plan, resumed) == "synced":
+        done = state.latest(j.records(wave=key))
+        succeeded, failed = systems_by_state(wave_plan, done.states())
+        return WaveOutcome(key, "synced", f"{key} in sync (run {wave_plan.run_id}): the target follows the live"
+                           f" source; `migrate run {wave}` cuts over", plan=wave_plan, run_id=wave_plan.run_id,
+                           succeeded=succeeded, failed=failed)
     done = state.latest(j.records(wave=key))
     j.append(wave_plan.run_id, key, "run_finished", {
         "operator": operator(), "seconds": round(time.monotonic() - started, 3),
@@ -188,12 +212,15 @@ def _run(inv, wave, key, j, bus, confirm, wave_plan, resumed, stale, approved_by
                        run_id=wave_plan.run_id, succeeded=succeeded, failed=failed)
 
 
-def _apply_or_roll_back(ctx: Context, j: Journal, bus: Bus, wave_plan: WavePlan, resumed) -> None:
-    """Apply the plan; when a step whose plan asks for it fails, undo the whole run at once."""
+def _apply_or_roll_back(ctx: Context, j: Journal, bus: Bus, wave_plan: WavePlan, resumed) -> str | None:
+    """Apply the plan; when a step whose plan asks for it fails, undo the whole run at once.
+    Returns "synced" when `migrate sync` stopped where it should."""
     results = Executor(j, live_sink(ctx), bus).apply(wave_plan, resumed)
     last = results[-1] if results else None
     if last is None or last.status in ("done", "skipped"):
-        return
+        return None
+    if last.status == "waiting" and last.step == SYNCED_ID:
+        return "synced"
     step = next(s for s in wave_plan.steps if s.id == last.step)
     then = ""
     if last.status == "failed" and step.rollback_on_failure:

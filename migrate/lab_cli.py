@@ -113,3 +113,57 @@ def seed(lab_dir: Path, employees: int, years: int, seed: int) -> None:
     counts = _call(_lab_api().reseed, lab_dir, employees=employees, years=years, seed=seed)
     punches = counts.get("presenze.punch") if isinstance(counts, dict) else None
     click.echo(f"seeded {employees} employees x {years} years (seed {seed})" + (f": {punches:,} punches" if punches else ""))
+
+
+@lab.command()
+@lab_dir_option
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="Writes per second, evenly paced.")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), help="How long (default: until Ctrl-C or SIGTERM).")
+@click.option("--edit-every", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Every K-th write is an HR edit, the rest punches (0: punches only).")
+@click.option("--fresh", is_flag=True, help="Start a new acked file (the old one is kept beside it).")
+@click.option("--check", "checking", is_flag=True, help="Check the acknowledged writes instead of writing.")
+@click.option("--side", type=click.Choice(["live", "source", "target"]), default="live", show_default=True,
+              help="With --check: where to look (live: where the front door sends each service now).")
+@click.pass_context
+def load(ctx: click.Context, lab_dir: Path, rate: float | None, seconds: float | None, edit_every: int,
+         fresh: bool, checking: bool, side: str) -> None:
+    """Post punches and HR edits through the front door, recording every acknowledged write
+    in LAB/load/acked.jsonl; with --check, find each one exactly once (exit 1 if not)."""
+    as_json = bool(ctx.find_root().obj and ctx.find_root().obj.json)
+    if checking:
+        if rate is not None or seconds is not None or fresh:
+            raise click.UsageError("--check takes no --rate, --seconds or --fresh")
+        return _load_check(lab_dir, side, as_json)
+    if rate is None:
+        raise click.UsageError("--rate is required (or --check)")
+    summary = _call(_run_load, lab_dir, rate, seconds, edit_every, fresh)
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    by_kind = ", ".join(f"{kind} {n}" for kind, n in sorted(summary["acked_by_kind"].items()))
+    reasons = ", ".join(f"{why}: {n}" for why, n in sorted(summary["failures"].items()))
+    click.echo(f"load: acked {summary['acked']}{f' ({by_kind})' if by_kind else ''}, failed {summary['failed']}"
+               f"{f' ({reasons})' if reasons else ''}, skipped {summary['skipped']} in {summary['seconds']} s;"
+               f" recorded in {summary['acked_file']}")
+
+
+def _run_load(lab_dir: Path, rate: float, seconds: float | None, edit_every: int, fresh: bool) -> dict:
+    import signal
+
+    writer = _lab_api().Load(lab_dir, edit_every=edit_every, fresh=fresh)
+    writer.start(rate, seconds)
+    previous = {sig: signal.signal(sig, lambda *_: writer.stop_soon()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        writer.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return writer.summary()
+
+
+def _load_check(lab_dir: Path, side: str, as_json: bool) -> None:
+    result = _call(_lab_api().check_load, lab_dir, side)
+    click.echo(json.dumps(result.to_json()) if as_json else result.summary())
+    if not result.ok:
+        raise MigrateError(result.problem())

@@ -126,6 +126,41 @@ def export_snapshot(conn: psycopg.Connection) -> str:
     return conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
 
 
+@dataclass(frozen=True)
+class Slot:
+    name: str
+    lsn: str        # the consistent point: changes after it go through the slot
+    snapshot: str   # the database as of that point, while the creating connection stays open
+
+
+@contextmanager
+def slot_with_snapshot(inv: Inventory, server: str, dbname: str, name: str) -> Iterator[Slot]:
+    """Create logical slot `name` (pgoutput) and export its snapshot. The snapshot lives only
+    while this replication connection stays open and runs nothing else: the block is where
+    other sessions import it. The slot outlives the block."""
+    info = conninfo(inv, server, dbname) + " replication=database"
+    password = secret_env(inv, server).get("PGPASSWORD")
+    try:
+        conn = psycopg.connect(info, autocommit=True, **({"password": password} if password else {}))
+    except psycopg.OperationalError as exc:
+        raise StepFailed(f"db server {server}, database {dbname}: no replication connection"
+                         f" ({_first_line(exc)})") from None
+    with conn:
+        try:
+            row = conn.execute(sql.SQL("CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'export')").format(
+                sql.Identifier(name))).fetchone()
+        except psycopg.Error as exc:
+            raise StepFailed(f"{server}/{dbname}: cannot create replication slot {name} ({_first_line(exc)})") from None
+        yield Slot(name=row[0], lsn=row[1], snapshot=row[2])
+
+
+def import_snapshot(conn: psycopg.Connection, snapshot: str) -> None:
+    """This session sees exactly the data of `snapshot` (until its transaction ends)."""
+    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    conn.read_only = True
+    conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+
+
 def copy_out(inv: Inventory, server: str, dbname: str, statement: str, *, snapshot: str | None,
              sink) -> int:
     """Stream `COPY ... TO STDOUT` into sink(block), through psql in a pipe; return the rows.

@@ -17,6 +17,7 @@ class Context:
     bus: Bus = field(default_factory=Bus, repr=False)
     journal: object = field(default=None, repr=False)  # the run's journal (a dry run's remembers nothing)
     approved_by: str | None = None  # the go/no-go gate's `--approve NAME`
+    hold: bool = False     # `migrate sync`: stop where the wave is in sync, before the cutover
     shared: dict = field(default_factory=dict, repr=False)  # clients made once per run (see migrate.ops.common)
 
     def __post_init__(self):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from migrate.engine.journal import Record
+from migrate.model.layout import SYNCED_ID
 from migrate.model.plan import Action, WavePlan
 
 
@@ -65,7 +66,7 @@ def _apply(view: RunView, r: Record) -> None:
         view.status = "failed"
     elif r.kind == "step_waiting":
         step.state, step.ended, step.error = "waiting", r.at, r.data.get("reason")
-        view.status = "awaiting_approval"
+        view.status = "synced" if r.step == SYNCED_ID else "awaiting_approval"
     elif r.kind == "effect":
         view.effects.append((r.seq, r.step, Action.from_json(r.data["action"])))
     elif r.kind == "undone":

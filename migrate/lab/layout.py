@@ -106,6 +106,12 @@ class LabPaths:
         return self.pg / "replication.pgpass"
 
     @property
+    def sync_pgpass(self) -> Path:
+        # The same for the target cluster: a warm sync's subscription on the target reads the
+        # source's line from here.
+        return self.pg / "sync.pgpass"
+
+    @property
     def baseline(self) -> Path:
         return self.root / "baseline"
 

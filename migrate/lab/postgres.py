@@ -226,17 +226,18 @@ def _set_pgpass_line(paths: LabPaths, port: int, password: str) -> None:
     write_private(paths.pgpass, "\n".join(lines) + "\n")
 
 
-def write_replication_pgpass(paths: LabPaths, target_port: int) -> None:
-    """The target's line of the passfile, for the source cluster's own processes.
+def write_replication_pgpass(paths: LabPaths, target_port: int, target: Path | None = None) -> None:
+    """One cluster's line of the passfile, for the other cluster's own processes.
 
     A subscription on the source connects to the target from a backend of the source, as the
     postgres OS user: its conninfo names this file (`passfile=...`) instead of carrying a
-    password that would be readable in pg_subscription.
+    password that would be readable in pg_subscription. (The same, the other way, for the warm
+    sync's subscription on the target: `target` is then `paths.sync_pgpass`.)
     """
     prefix = f"{HOST}:{target_port}:"
     lines = [line for line in paths.pgpass.read_text().splitlines() if line.startswith(prefix)]
     text = "\n".join(lines) + "\n"
-    target = paths.replication_pgpass
+    target = target or paths.replication_pgpass
     if target.exists() and target.read_text() == text:
         return
     uid, gid = postgres_ids()

@@ -108,3 +108,16 @@ TARGET_HEALTH_ID = "target-health"
 GATE_ID = "go-no-go"
 SWITCH_ID = "switch-entry"
 POST_CUTOVER_ID = "post-cutover"
+
+
+# The warm path (`migrate sync`, then `migrate run`).
+def sync_db_id(system: str, database: str) -> str:
+    return f"{system}/sync-db:{database}"
+
+
+def fence_db_id(system: str, database: str) -> str:
+    return f"{system}/fence-db:{database}"
+
+
+SYNCED_ID = "synced"              # where `migrate sync` stops: the copy streams, the source is live
+CUTOVER_CHECK_ID = "cutover-check"  # before the freeze: caught up, no DDL since the sync began

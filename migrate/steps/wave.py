@@ -1,7 +1,7 @@
 """The wave graph: which steps a wave has, in which order.
 
-Phases run one after another (freeze, evidence, stage, restore, verify, way back, start the
-target, its health, the go/no-go gate, the switch, the checks after it); inside a phase, systems
+Phases run one after another (freeze, evidence, stage, restore, verify, start the target, its
+health, the go/no-go gate, the way back, the switch, the checks after it); inside a phase, systems
 come in dependency order; steps on one application host are batched into one playbook run (each
 costs seconds). Adding a kind of step means adding it to PHASES, not an `if` elsewhere. Pure:
 the graph is built from the spec alone.
@@ -15,6 +15,7 @@ from migrate.steps.archive import RestoreArchive, StageArchive
 from migrate.steps.checks import EvidenceDigest, VerifyWave
 from migrate.steps.cutover import Gate, PostCutover, SwitchEntry, TargetHealth, WayBack
 from migrate.steps.database import CreateDatabase, OpenStaging, RestoreDatabase, StageDatabase
+from migrate.steps.sync import CutoverCheck, FenceDatabase, Synced, SyncDatabase
 
 
 def _by_host(pairs):
@@ -81,7 +82,20 @@ def _verify(spec, systems):
 
 
 def _way_back(spec, systems):
-    # Only where an application will write on the target after its start.
+    # After the gate, right before the switch: until the entry point moves nothing written on
+    # the target (a smoke test at the gate) reaches the source, and a no-go leaves it as it was.
+    # Only where an application will write on the target.
+    if spec.entry_point:
+        yield from _way_backs(systems)
+
+
+def _way_back_unswitched(spec, systems):
+    # No entry point to switch: the target applications write from their start on.
+    if not spec.entry_point:
+        yield from _way_backs(systems)
+
+
+def _way_backs(systems):
     for name, system in systems:
         if system.app:
             for db in system.databases:
@@ -112,19 +126,55 @@ def _health(spec, systems):
         yield TargetHealth(_apps(systems))
 
 
-def _switch(spec, systems):
+def _gate(spec, systems):
     if spec.entry_point and _apps(systems):
         yield Gate(_apps(systems))
+
+
+def _switch(spec, systems):
+    if spec.entry_point and _apps(systems):
         yield SwitchEntry(_apps(systems))
         yield PostCutover(_apps(systems))
 
 
+def _databases(systems) -> list[tuple[str, str]]:
+    return [(name, db) for name, s in systems for db in s.databases]
+
+
+def _sync_databases(spec, systems):
+    for name, db in _databases(systems):
+        yield SyncDatabase(name, db)
+
+
+def _synced(spec, systems):
+    if _databases(systems):
+        yield Synced(tuple(name for name, _ in systems))
+
+
+def _cutover_check(spec, systems):
+    if _databases(systems):
+        yield CutoverCheck(tuple(_databases(systems)))
+
+
+def _fence(spec, systems):
+    for name, db in _databases(systems):
+        yield FenceDatabase(name, db)
+
+
 PHASES = (_freeze, _evidence, _open_staging, _stage_databases, _stage_archive, _restore_archive,
-          _create_databases, _restore_databases, _verify, _way_back, _configure, _health, _switch)
+          _create_databases, _restore_databases, _verify, _way_back_unswitched, _configure, _health, _gate,
+          _way_back, _switch)
+
+# `migrate sync`, then `migrate run`: the source stays live until `cutover-check`; the freeze
+# (maintenance, then the fence) holds only the catch-up, the documents, verification, the start
+# of the target and the switch.
+WARM_PHASES = (_open_staging, _stage_databases, _create_databases, _sync_databases, _synced,
+               _cutover_check, _freeze, _fence, _evidence, _stage_archive, _restore_archive, _verify,
+               _way_back_unswitched, _configure, _health, _gate, _way_back, _switch)
 
 
-def build(spec, wave: str) -> list:
-    """The steps of `wave`, in order."""
+def build(spec, wave: str, *, warm: bool = False) -> list:
+    """The steps of `wave`, in order; `warm`: the plan of `migrate sync`."""
     names = order_systems(spec, spec.waves[wave].systems)
     systems = [(name, spec.systems[name]) for name in names]
-    return [step for phase in PHASES for step in phase(spec, systems)]
+    return [step for phase in (WARM_PHASES if warm else PHASES) for step in phase(spec, systems)]

@@ -14,6 +14,7 @@ from migrate.facts.cutover import FrontDoorUpstreams
 from migrate.facts.dns import CnameValue
 from migrate.facts.database import DatabaseExists, DatabaseSize, RolesPresent, RolesReferenced, TablesToCopy
 from migrate.facts.files import PathExists
+from migrate.facts.replication import LargeObjects, TablesWithoutKey
 
 DEFAULTS = {
     PathExists: False,
@@ -25,6 +26,8 @@ DEFAULTS = {
     ArchiveOnHost: ArchiveVolume(0, 0),
     FrontDoorUpstreams: {},
     CnameValue: None,
+    TablesWithoutKey: (),
+    LargeObjects: 0,
 }
 
 

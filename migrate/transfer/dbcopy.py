@@ -87,13 +87,15 @@ class Job:
     settings: Settings
     progress: Progress = field(default=lambda kind, data: None)
     roles: RoleMap | None = None   # None: owners and grants are not copied (the connecting role owns all)
+    data_dir: str = "data"         # under `prefix`: a warm sync gives each attempt (each snapshot) its own
+
 
     @property
     def bucket(self) -> str:
         return self.inv.spec.storage.bucket
 
     def data_key(self, chunk: Chunk) -> str:
-        return f"{self.prefix}/data/{chunk.id}.copy.zst"
+        return f"{self.prefix}/{self.data_dir}/{chunk.id}.copy.zst"
 
 
 # --- schema: pre-data before, post-data after -----------------------------------------------
@@ -255,10 +257,11 @@ def _remove_leftovers(job: Job, staged: dict[str, dict]) -> int:
     """Objects at chunk keys that the journal does not record come from a killed attempt (upload
     completed, record not written): delete them, so each staged object has one version. A
     killed attempt's multipart uploads are aborted too (the step's undo does the same)."""
-    cloud.abort_uploads(job.s3, job.bucket, f"{job.prefix}/data/")
+    data = f"{job.prefix}/{job.data_dir}/"
+    cloud.abort_uploads(job.s3, job.bucket, data)
     # A recorded key is never touched: if its object was replaced since, the SHA-256 check
     # refuses it at load time instead of this quietly repairing it.
-    return cloud.delete_unrecorded(job.s3, job.bucket, f"{job.prefix}/data/", {d["key"] for d in staged.values()})
+    return cloud.delete_unrecorded(job.s3, job.bucket, data, {d["key"] for d in staged.values()})
 
 
 class Pipeline:
@@ -360,8 +363,9 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}, SQLSTATE {sqlstate}" if sqlstate else type(error).__name__
 
 
-def copy_data(job: Job, *, load: bool = True) -> dict:
-    """Stage what is not staged and load what is not loaded; safe to call again after any kill."""
+def copy_data(job: Job, *, load: bool = True, snapshot: str | None = None) -> dict:
+    """Stage what is not staged and load what is not loaded; safe to call again after any kill.
+    `snapshot`: an exported snapshot to read (a replication slot's); else one is exported here."""
     if load and job.log.complete(job.scope):
         with db.connect(job.inv, job.target.server, job.target.dbname, autocommit=True) as conn:
             ledger.drop(conn)
@@ -372,11 +376,13 @@ def copy_data(job: Job, *, load: bool = True) -> dict:
     schema = load_schema(job.inv, job.s3, job.prefix, rolemap=job.roles, target_db=job.target.dbname) if load else None
     removed = _remove_leftovers(job, staged)
     with ExitStack() as stack:
-        snapshot = None
         if any(c.id not in staged for c in job.chunks):
-            exporter = stack.enter_context(db.copy_session(job.inv, job.source.server, job.source.dbname))
-            snapshot = db.export_snapshot(exporter)
-            _check_tables(job, exporter)
+            if snapshot is None:
+                exporter = stack.enter_context(db.copy_session(job.inv, job.source.server, job.source.dbname))
+                snapshot = db.export_snapshot(exporter)
+            with db.copy_session(job.inv, job.source.server, job.source.dbname) as reader:
+                db.import_snapshot(reader, snapshot)
+                _check_tables(job, reader)
         result = Pipeline(job, snapshot, staged, loaded, load, schema, set(done)).run()
     _write_manifest(job, staged)
     if not load:

@@ -47,7 +47,7 @@ def subscription_conninfo(inv: Inventory, *, source: str, target: str, target_db
 
 def start(inv: Inventory, *, source: str, source_db: str, target: str, target_db: str) -> dict:
     name = name_for(target_db)
-    with db.connect(inv, target, target_db, autocommit=True) as conn:
+    with _session(inv, target, target_db) as conn:
         full = _tables_without_identity(conn)
         for schema, table in full:
             # Without a key, UPDATE and DELETE cannot be published: the whole row identifies it.
@@ -56,7 +56,7 @@ def start(inv: Inventory, *, source: str, source_db: str, target: str, target_db
         if not _exists(conn, "SELECT 1 FROM pg_publication WHERE pubname = %s", name):
             conn.execute(sql.SQL("CREATE PUBLICATION {} FOR ALL TABLES").format(sql.Identifier(name)))
     info = subscription_conninfo(inv, source=source, target=target, target_db=target_db)
-    with db.connect(inv, source, source_db, autocommit=True) as conn:
+    with _session(inv, source, source_db) as conn:
         if not _exists(conn, OWN_SUBSCRIPTION, name):
             _run(conn, f"subscription {name} on {source}/{source_db}", sql.SQL(
                 "CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = false)").format(
@@ -69,23 +69,31 @@ def stop(inv: Inventory, *, source: str, source_db: str, target: str, target_db:
     name = name_for(target_db)
     result = {"subscription": name, "caught_up": None, "sequences": 0}
     if db.database_exists(inv, target, target_db):
-        with db.connect(inv, target, target_db, autocommit=True) as conn:
+        with _session(inv, target, target_db) as conn:
             if _slot_exists(conn, name):
                 _fence(conn, target_db)
                 result["caught_up"] = _wait_caught_up(conn, name, timeout, f"{target}/{target_db}")
             sequences = _sequences(conn)
-        with db.connect(inv, source, source_db, autocommit=True) as conn:
+        with _session(inv, source, source_db) as conn:
             result["sequences"] = _carry_sequences(conn, sequences)
-    with db.connect(inv, source, source_db, autocommit=True) as conn:
+    with _session(inv, source, source_db) as conn:
         _drop_subscription(conn, name)
     if db.database_exists(inv, target, target_db):
-        with db.connect(inv, target, target_db, autocommit=True) as conn:
-            conn.execute("SET default_transaction_read_only = off")  # this session only: the fence holds
+        with _session(inv, target, target_db) as conn:
             _drop_slot(conn, name)
             conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)))
             conn.execute(sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(
                 sql.Identifier(target_db)))
     return result
+
+
+def _session(inv: Inventory, server: str, dbname: str):
+    """Our own session stays writable on a fenced database (the fence is the database's default:
+    ALTER DATABASE again, CREATE SUBSCRIPTION, DROP ... would fail in a read-only transaction);
+    nobody else's is."""
+    conn = db.connect(inv, server, dbname, autocommit=True)
+    conn.execute("SET default_transaction_read_only = off")
+    return conn
 
 
 def _run(conn, what: str, statement) -> None:

@@ -1,6 +1,7 @@
 """Every step's planning on canned facts, and the wave graph: facts in, actions out. No lab,
 no network: planning that tried to connect anywhere would fail here (see `no_network`)."""
 
+import dataclasses
 import inspect
 import socket
 from pathlib import Path
@@ -25,7 +26,8 @@ from migrate.facts.database import (
 from migrate.facts.dns import CnameValue
 from migrate.facts.files import PathExists
 from migrate.model.plan import WavePlan
-from migrate.steps import app, archive, checks, cutover, database
+from migrate.facts.replication import LargeObjects, TablesWithoutKey
+from migrate.steps import app, archive, checks, cutover, database, sync
 from migrate.steps.base import Step
 from migrate.testing import RecordingSink, canned_facts
 from migrate.transfer.catalog import Table
@@ -78,7 +80,7 @@ def test_freeze_of_a_host_already_in_maintenance_is_a_noop():
     assert p.actions == () and p.noop == "already in maintenance before this wave"
 
 
-CONFIGURE = steps.build(INV.spec, "wave-1")[-5]
+CONFIGURE = next(s for s in steps.build(INV.spec, "wave-1") if isinstance(s, app.Configure))
 
 
 def test_configure_renders_and_starts_both_apps_and_its_undo_removes_them():
@@ -224,16 +226,63 @@ def test_post_cutover_checks_through_the_front_door_and_asks_for_rollback_on_fai
                                          "presenze.comune.lab.": "tgt-app.comune.lab."}
 
 
+# --- the warm path --------------------------------------------------------------------------
+
+SYNC = sync.SyncDatabase("personnel", "personale")
+KEYLESS = TablesWithoutKey("onprem-pg", "personale")
+LOBS = LargeObjects("onprem-pg", "personale")
+
+
+def test_sync_database_publishes_copies_from_a_slot_and_undoes_everything_on_rollback():
+    p = plan(SYNC, {KEYLESS: ("public.headcount_snapshot",), LOBS: 0})
+    assert ops(p) == [("sync.prepare_source", "sync.restore_source"), ("sync.copy_and_follow", "sync.unfollow")]
+    prepare, copy = p.actions
+    assert prepare.args["replica_identity_full"] == ["public.headcount_snapshot"]
+    assert prepare.undo.args["replica_identity_full"] == ["public.headcount_snapshot"]
+    assert {a.undo_on for a in p.actions} == {"rollback"}, "a resume continues the sync, never undoes it"
+    assert copy.args["sides"] == {"source": "onprem-pg", "source_db": "personale", "target": "cloud-pg",
+                                  "target_db": "personale"}
+    assert copy.args["prefix"] == f"{PREFIX}/db/personale" and copy.args["roles"]
+
+
+def test_sync_database_refuses_large_objects_naming_the_database():
+    with pytest.raises(ConfigError, match="systems.personnel.databases.personale: onprem-pg/personale has 3 large"):
+        plan(SYNC, {KEYLESS: (), LOBS: 3})
+
+
+def test_sync_database_needs_a_replication_passfile_on_the_target_server():
+    servers = {**INV.spec.db_servers, "cloud-pg": INV.spec.db_servers["cloud-pg"].model_copy(
+        update={"replication_passfile": None})}
+    inv = dataclasses.replace(INV, spec=INV.spec.model_copy(update={"db_servers": servers}))
+    run = steps.Run(inv, RUN.wave, RUN.run_id)
+    with pytest.raises(ConfigError, match="db_servers.cloud-pg.replication_passfile: required for a warm sync"):
+        SYNC.plan(run, canned_facts(SYNC.needs(run), {KEYLESS: (), LOBS: 0}))
+
+
+def test_synced_and_cutover_check_only_read():
+    (hold,) = plan(sync.Synced(("personnel",))).actions
+    (check,) = plan(sync.CutoverCheck((("personnel", "personale"),))).actions
+    assert hold.read_only and hold.op == "sync.hold"
+    assert check.read_only and check.args["databases"][0]["label"] == "personnel/personale"
+
+
+def test_fence_lifts_itself_on_rollback_only():
+    p = plan(sync.FenceDatabase("attendance", "presenze"))
+    assert ops(p) == [("sync.fence", "sync.unfence")]
+    (fence,) = p.actions
+    assert fence.undo_on == "rollback" and fence.undo.args == {"server": "onprem-pg", "dbname": "presenze"}
+
+
 # --- the catalogue and the wave graph ---------------------------------------------------------
 
 TESTED = {app.Freeze, app.Configure, database.OpenStaging, database.StageDatabase, database.CreateDatabase,
           database.RestoreDatabase, archive.StageArchive, archive.RestoreArchive, checks.EvidenceDigest,
           checks.VerifyWave, cutover.WayBack, cutover.TargetHealth, cutover.Gate, cutover.SwitchEntry,
-          cutover.PostCutover}
+          cutover.PostCutover, sync.SyncDatabase, sync.Synced, sync.CutoverCheck, sync.FenceDatabase}
 
 
 def test_every_step_of_the_catalogue_has_a_planning_test_here():
-    catalogue = {cls for module in (app, database, archive, checks, cutover)
+    catalogue = {cls for module in (app, database, archive, checks, cutover, sync)
                  for _, cls in inspect.getmembers(module, inspect.isclass)
                  if issubclass(cls, Step) and cls is not Step}
     assert catalogue == TESTED
@@ -243,12 +292,31 @@ LAB_WAVE = ["freeze:src-app", "attendance/evidence:presenze", "staging:comune-mi
             "personnel/stage-db:personale", "attendance/stage-db:presenze", "personnel/stage-archive",
             "personnel/restore-archive", "personnel/create-db:personale", "attendance/create-db:presenze",
             "personnel/restore-db:personale", "attendance/restore-db:presenze", "verify",
-            "personnel/way-back:personale", "attendance/way-back:presenze", "configure:tgt-app",
-            "target-health", "go-no-go", "switch-entry", "post-cutover"]
+            "configure:tgt-app", "target-health", "go-no-go", "personnel/way-back:personale",
+            "attendance/way-back:presenze", "switch-entry", "post-cutover"]
+
+# Source live until cutover-check; the freeze holds only what must be frozen.
+WARM_WAVE = ["staging:comune-migration-staging", "personnel/stage-db:personale", "attendance/stage-db:presenze",
+             "personnel/create-db:personale", "attendance/create-db:presenze", "personnel/sync-db:personale",
+             "attendance/sync-db:presenze", "synced", "cutover-check", "freeze:src-app",
+             "personnel/fence-db:personale", "attendance/fence-db:presenze", "attendance/evidence:presenze",
+             "personnel/stage-archive", "personnel/restore-archive", "verify", "configure:tgt-app", "target-health",
+             "go-no-go", "personnel/way-back:personale", "attendance/way-back:presenze", "switch-entry",
+             "post-cutover"]
 
 
 def test_the_lab_wave_in_phase_and_dependency_order():
     assert [s.id for s in steps.build(INV.spec, "wave-1")] == LAB_WAVE
+
+
+def test_the_warm_wave_copies_before_the_freeze_and_fences_inside_it():
+    assert [s.id for s in steps.build(INV.spec, "wave-1", warm=True)] == WARM_WAVE
+
+
+def test_the_way_back_starts_after_the_gate_and_before_the_switch():
+    for warm in (False, True):
+        ids = [s.id for s in steps.build(INV.spec, "wave-1", warm=warm)]
+        assert ids.index("go-no-go") < ids.index("personnel/way-back:personale") < ids.index("switch-entry")
 
 
 def test_a_limited_wave_has_only_its_system():
@@ -272,17 +340,19 @@ def test_no_entry_point_means_no_gate_and_no_switch():
     spec = INV.spec.model_copy(update={"entry_point": None})
     ids = [s.id for s in steps.build(spec, "wave-1")]
     assert ids[-2:] == ["configure:tgt-app", "target-health"]
+    assert ids[-4:-2] == ["personnel/way-back:personale", "attendance/way-back:presenze"], \
+        "without a switch, the target writes from its start: the way back comes first"
 
 
-def lab_wave_plan() -> WavePlan:
-    wave_steps = steps.build(INV.spec, "wave-1")
+def lab_wave_plan(warm: bool = False) -> WavePlan:
+    wave_steps = steps.build(INV.spec, "wave-1", warm=warm)
     found = canned_facts([f for s in wave_steps for f in s.needs(RUN)],
                          {REFERENCED: frozenset({"hr_owner"}), RolesReferenced("onprem-pg", "presenze"): frozenset({"hr_owner"})})
     return WavePlan("wave-1", RUN.run_id, tuple(s.plan(RUN, found) for s in wave_steps))
 
 
 def test_every_operation_a_plan_names_is_registered():
-    actions = [a for s in lab_wave_plan().steps for a in s.actions]
+    actions = [a for s in lab_wave_plan().steps + lab_wave_plan(warm=True).steps for a in s.actions]
     named = {a.op for a in actions} | {a.undo.op for a in actions if a.undo}
     assert named <= commands.REGISTRY.names()
 
