@@ -110,6 +110,7 @@ def _provision(paths: LabPaths, state: dict, ports: LabPorts, s3_started: bool) 
     postgres.provision_cluster(paths, "source", ports.pg_source, state)
     postgres.provision_cluster(paths, "target", ports.pg_target, state)
     postgres.write_replication_pgpass(paths, ports.pg_target)
+    postgres.write_replication_pgpass(paths, ports.pg_source, paths.sync_pgpass)
     for port in (ports.pg_source, ports.pg_target):
         postgres.warn_without_logical_wal(paths, port)
     if s3_started:
