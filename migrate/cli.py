@@ -225,6 +225,13 @@ def status(o: Options, wave: str | None) -> None:
             out.print(f"  rehearsal: ran in {r['run_seconds']:.1f}s, rolled back in {r['rollback_seconds']:.1f}s")
         if w.get("approval"):
             out.print(f"  go/no-go: approved by {w['approval']['approved_by'] or w['approval']['how']}")
+        for db, now in (w.get("sync") or {}).items():
+            out.print(f"  sync {db}: {_sync_line(now)}")
+        if w.get("freeze"):
+            f = w["freeze"]
+            took = f"{f['seconds']:.1f}s" if f["seconds"] is not None else "under way"
+            out.print(f"  freeze: {took} from maintenance on to the entry point on the target ("
+                      + ", ".join(f"{p['step']} {p['seconds']:.1f}s" for p in f["phases"]) + ")")
         if w.get("lock"):
             out.print(f"  locked by pid {w['lock'].get('pid')} on {w['lock'].get('host')} since {w['lock'].get('since')}")
         table = Table("step", "state", "seconds", "note", box=None, pad_edge=False)
@@ -233,6 +240,20 @@ def status(o: Options, wave: str | None) -> None:
                           s["error"] or s["noop"] or "")
         if w.get("steps"):
             out.print(table)
+
+
+def _sync_line(now: dict) -> str:
+    slot, sub = now.get("slot_state") or {}, now.get("subscription") or {}
+    if now.get("error"):
+        return f"{now['state']} ({now['error']})"
+    parts = [now["state"]]
+    if slot:
+        lag = f"{now['lag_seconds']:.1f}s" if now.get("lag_seconds") is not None else "?"
+        parts.append(f"lag {slot['lag_bytes'] or 0} bytes / {lag}")
+        parts.append(f"applied up to {sub.get('applied_lsn') or slot['confirmed_lsn']}")
+        age = f", age {now['slot_age_seconds']:.0f}s" if now.get("slot_age_seconds") is not None else ""
+        parts.append(f"slot {now['slot']}{age}, {slot['retained_wal_bytes'] or 0} bytes of WAL kept")
+    return "; ".join(parts)
 
 
 @cli.command(epilog=EXIT_CODES)

@@ -22,10 +22,12 @@ from migrate.engine.registry import Registry
 from migrate.engine.sinks import DryRunSink, LiveSink
 from migrate.errors import AwaitingApproval, MigrateError, PreflightFailed, StepFailed
 from migrate.facts.database import DatabaseSize
-from migrate.model.layout import SYNCED_ID, journal_path
+from migrate.model.layout import SWITCH_ID, SYNCED_ID, journal_path
 from migrate.model.plan import WavePlan
 from migrate.model.result import StepResult, WaveOutcome, systems_by_state
 from migrate.ops import app, archive, cutover, database, staging, sync, verify
+from migrate.transfer import sync as sync_protocol
+from migrate.transfer import way_back
 
 Confirm = Callable[[str], bool]
 REGISTRY = Registry.from_modules(staging, database, archive, app, cutover, sync, verify)
@@ -52,12 +54,29 @@ def preflight(inv: config.Inventory, wave: str, *, bus: Bus, run_id: str | None 
     `record` is where the findings go: the inventory's journal unless told (a dry run's forgets)."""
     scope.check_wave(inv, wave)
     j = journal(inv)
-    findings = checks.run_checks(inv, wave, pace=_pace(j), total_bytes=_wave_bytes(inv, wave))
+    findings = checks.run_checks(inv, wave, pace=_pace(j), total_bytes=_wave_bytes(inv, wave),
+                                 owned_slots=owned_slots(j))
     (record or j).append(run_id or f"{wave}-preflight-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}", wave,
                          "preflight", {"findings": [f.to_json() for f in findings], "operator": operator()})
     for f in findings:
         bus.emit("check", **f.to_json())
     return findings
+
+
+def owned_slots(j: Journal) -> set[str]:
+    """The replication slots of runs not rolled back: a sync's on the source, a way back's on the
+    target (it lives on after the wave completes, until the source is retired)."""
+    owned = set()
+    for view in state.runs(j.records()):
+        if view.status == "rolled_back":
+            continue
+        for step in view.plan.steps:
+            for a in step.actions:
+                if a.op == "sync.copy_and_follow":
+                    owned.add(sync_protocol.name_for(a.args["sides"]["source_db"]))
+                elif a.op == "replication.start":
+                    owned.add(way_back.name_for(a.args["target_db"]))
+    return owned
 
 
 def _require(findings: list[checks.Finding], accept_warnings: bool) -> None:
@@ -202,13 +221,17 @@ def _run(inv, wave, key, j, bus, confirm, wave_plan, resumed, stale, approved_by
                            f" source; `migrate run {wave}` cuts over", plan=wave_plan, run_id=wave_plan.run_id,
                            succeeded=succeeded, failed=failed)
     done = state.latest(j.records(wave=key))
+    freeze = freeze_of(done)
+    if freeze:
+        j.append(wave_plan.run_id, key, "freeze", freeze)
     j.append(wave_plan.run_id, key, "run_finished", {
         "operator": operator(), "seconds": round(time.monotonic() - started, 3),
         "data_seconds": _data_seconds(done, wave_plan),
         "bytes": sum(s.volume.get("database_bytes", 0) + s.volume.get("bytes", 0) for s in wave_plan.steps)})
     verb = "resumed and completed" if resumed else "completed"
     succeeded, failed = systems_by_state(wave_plan, done.states())
-    return WaveOutcome(key, "completed", f"{key} {verb} (run {wave_plan.run_id})", plan=wave_plan,
+    froze = f"; freeze {freeze['seconds']:.1f}s" if freeze and freeze["seconds"] is not None else ""
+    return WaveOutcome(key, "completed", f"{key} {verb} (run {wave_plan.run_id}){froze}", plan=wave_plan,
                        run_id=wave_plan.run_id, succeeded=succeeded, failed=failed)
 
 
@@ -318,7 +341,46 @@ def status(inv: config.Inventory, wave: str | None = None) -> dict:
         view = state.latest(j.records(wave=name))
         holder = lock.holder(inv.state_dir, name.split("@", 1)[0])
         result["waves"][name] = _wave_status(view, holder)
+        if view and is_warm(view.plan) and view.status not in ("rolled_back", "completed"):
+            result["waves"][name]["sync"] = _sync_status(inv, j, view)
     return result
+
+
+def _sync_status(inv: config.Inventory, j: Journal, view: state.RunView) -> dict:
+    """Per database of a warm run: copying / streaming / caught up, lag, positions, its slot."""
+    made = {}
+    for r in j.records(run_id=view.run_id):
+        if r.kind == "sync_attempt":
+            made[r.data["database"]] = r.at
+    found = {}
+    for step in view.plan.steps:
+        for a in step.actions:
+            if a.op != "sync.copy_and_follow":
+                continue
+            try:
+                now = sync_protocol.progress(inv, **a.args["sides"])
+            except MigrateError as exc:
+                now = {"state": "unknown", "error": str(exc)}
+            created = made.get(a.args["name"])
+            now["slot_age_seconds"] = round(time.time() - created, 1) if created and now.get("slot_state") else None
+            found[a.args["name"]] = now
+    return found
+
+
+def freeze_of(view: state.RunView) -> dict | None:
+    """The freeze, from the first step of it (maintenance on) to the entry point serving the
+    target (the switch done), with each step inside it; None before it starts."""
+    ids = [s.id for s in view.plan.steps]
+    first = next((i for i, sid in enumerate(ids) if sid.startswith("freeze:")), None)
+    if first is None or not view.steps[ids[first]].started:
+        return None
+    last = ids.index(SWITCH_ID) if SWITCH_ID in ids else len(ids) - 1
+    inside = [view.steps[i] for i in ids[first:last + 1]]
+    started, end = inside[0].started, view.steps[ids[last]]
+    ended = end.ended if end.state == "done" else None
+    phases = [{"step": v.id, "seconds": round(v.ended - v.started, 3)} for v in inside if v.started and v.ended]
+    return {"seconds": round(ended - started, 3) if ended else None, "started": started, "ended": ended,
+            "working_seconds": round(sum(p["seconds"] for p in phases), 3), "phases": phases}
 
 
 def _wave_status(view: state.RunView | None, holder: dict | None) -> dict:
@@ -327,7 +389,7 @@ def _wave_status(view: state.RunView | None, holder: dict | None) -> dict:
     status = "running" if holder and view.status in ("interrupted", "failed") else view.status
     return {"status": status, "run_id": view.run_id, "operator": view.operator, "started": view.started,
             "ended": view.ended, "lock": holder, "rehearsal": view.rehearsal,
-            "approval": view.approval,
+            "approval": view.approval, "warm": is_warm(view.plan), "freeze": freeze_of(view),
             "steps": [{"id": s.id, "state": s.state, "started": s.started, "ended": s.ended,
                        "seconds": round(s.ended - s.started, 3) if s.started and s.ended else None,
                        "error": s.error, "noop": s.noop} for s in view.steps.values()]}

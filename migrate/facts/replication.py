@@ -33,3 +33,13 @@ class LargeObjects(Fact):
 
     def read(self, inv) -> int:
         return sync.large_objects(inv, self.server, self.dbname)
+
+
+@dataclass(frozen=True)
+class OurSlots(Fact):
+    """Every replication slot of ours on a server, with the WAL it keeps."""
+
+    server: str
+
+    def read(self, inv) -> list[dict]:
+        return sync.our_slots(inv, self.server)

@@ -230,3 +230,16 @@ def _size(n: float) -> str:
         if abs(n) < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
+
+
+def judge_slots(server: str, slots: list[dict], owned: set[str]) -> list[Finding]:
+    """Replication slots of ours that no live wave owns: each keeps WAL on its server until
+    dropped, and a full disk stops the database."""
+    stray = [s for s in slots if s["slot"] not in owned]
+    if not stray:
+        return [passed("replication slots", server, "no slot of ours without a live wave")]
+    return [failed("replication slots", f"{server}/{s['slot']}",
+                   f"slot {s['slot']} (database {s['database']}, {'in use' if s['active'] else 'idle'}) belongs to"
+                   f" no live wave and keeps {s['retained_wal_bytes'] or 0} bytes of WAL on {server}; roll back"
+                   f" the wave that made it, or drop it: SELECT pg_drop_replication_slot('{s['slot']}')")
+            for s in stray]

@@ -12,6 +12,7 @@ from migrate.errors import MigrateError, StepFailed
 from migrate.facts.bucket import BucketSettings
 from migrate.facts.dns import CnameValue
 from migrate.facts.host import HostKey, HostState
+from migrate.facts.replication import OurSlots
 from migrate.facts.server import SourceServer, TargetServer
 from migrate.model.layout import fqdn, journal_path
 from migrate.preflight.judge import (
@@ -26,6 +27,7 @@ from migrate.preflight.judge import (
     judge_host_key,
     judge_rehearsal,
     judge_service_level,
+    judge_slots,
     judge_target_region,
     judge_window,
 )
@@ -65,6 +67,13 @@ def probe_databases(inv: Inventory, wave: str) -> list[Finding]:
                 name, d, SourceServer(d.source.server, d.source.dbname).collect(inv),
                 TargetServer(d.target.server).collect(inv), back))
     return found
+
+
+def probe_slots(inv: Inventory, wave: str, owned: set[str]) -> list[Finding]:
+    servers = sorted({side.server for name in inv.spec.waves[wave].systems
+                      for d in inv.spec.systems[name].databases.values() for side in (d.source, d.target)})
+    return [f for server in servers for f in _guarded("replication slots", server, lambda server=server: judge_slots(
+        server, OurSlots(server).collect(inv), owned))]
 
 
 def probe_dns(inv: Inventory, wave: str) -> list[Finding]:
@@ -120,10 +129,12 @@ def wave_hosts(inv: Inventory, wave: str) -> list[str]:
 
 
 def run_checks(inv: Inventory, wave: str, *, now: datetime | None = None, pace: Pace | None = None,
-               total_bytes: int = 0) -> list[Finding]:
+               total_bytes: int = 0, owned_slots: set[str] = frozenset()) -> list[Finding]:
+    """`owned_slots`: the replication slots live waves of this inventory own (from its journal)."""
     spec = inv.spec
     found = [f for h in wave_hosts(inv, wave) for f in _guarded("ssh", h, lambda h=h: probe_host(inv, h, _need(inv, h)))]
     found += probe_databases(inv, wave)
+    found += probe_slots(inv, wave, owned_slots)
     found += _guarded("bucket", spec.storage.bucket, lambda: probe_bucket(inv))
     if spec.entry_point and spec.entry_point.dns_zone:
         found += probe_dns(inv, wave)
