@@ -169,8 +169,10 @@ def subscription_conninfo(inv: Inventory, *, source: str, source_db: str, target
     passfile = t.replication_passfile
     if passfile and not passfile.startswith("/"):
         passfile = str(inv.resolve(passfile))
+    # application_name: the walsender's name in pg_stat_replication, where status reads the lag.
     return psycopg.conninfo.make_conninfo(host=s.host, port=str(s.port), dbname=source_db, user=s.user,
-                                          sslmode=s.sslmode, passfile=passfile or "", application_name="migrate-sync")
+                                          sslmode=s.sslmode, passfile=passfile or "",
+                                          application_name=name_for(source_db))
 
 
 def subscribed(inv: Inventory, *, target: str, target_db: str, source_db: str) -> bool:
