@@ -97,12 +97,19 @@ def unfollow(ctx: Context, *, source: str, source_db: str, target: str, target_d
 
 
 @operation("sync.hold")
-def hold(ctx: Context) -> dict:
-    if ctx.hold:
-        raise Synced(f"{ctx.wave} is in sync: the target follows the live source; `migrate status {ctx.wave}`"
-                     f" shows the lag, `migrate run {ctx.wave}` cuts over, `migrate rollback {ctx.wave}` undoes"
-                     " the sync")
-    return {"cutover": "requested"}
+def hold(ctx: Context, *, databases: list[dict]) -> dict:
+    """`migrate sync` stops here, once each database is seen streaming with the source's schema
+    (again on every `migrate sync` of a synced wave); `migrate run` goes on."""
+    if not ctx.hold:
+        return {"cutover": "requested"}
+    lags = []
+    for d in databases:
+        sides = {k: d[k] for k in ("source", "source_db", "target", "target_db")}
+        _no_ddl(ctx, d["label"], sides)
+        lags.append(f"{d['label']} {_close_behind(ctx, d['label'], sides, 0.0, limit=None)} bytes behind")
+    raise Synced(f"{ctx.wave} is in sync ({'; '.join(lags)}): the target follows the live source; `migrate status"
+                 f" {ctx.wave}` shows the lag, `migrate run {ctx.wave}` cuts over, `migrate rollback {ctx.wave}`"
+                 " undoes the sync")
 
 
 @operation("sync.check")
@@ -125,14 +132,15 @@ def _no_ddl(ctx: Context, label: str, sides: dict) -> None:
                          " the cutover is refused; roll back and sync again")
 
 
-def _close_behind(ctx: Context, label: str, sides: dict, wait: float) -> int:
+def _close_behind(ctx: Context, label: str, sides: dict, wait: float, limit: int | None = LAG_OK_BYTES) -> int:
     deadline = time.monotonic() + wait
     while True:
         now = sync.progress(ctx.inv, **sides)
         if now["state"] in ("no slot", "copying"):
-            raise StepFailed(f"{label}: not streaming ({now['state']}); run `migrate sync {ctx.wave}` first")
+            raise StepFailed(f"{label}: not streaming ({now['state']}): its slot or subscription is gone; roll back"
+                             f" and sync again")
         lag = now["slot_state"]["lag_bytes"] or 0
-        if lag <= LAG_OK_BYTES:
+        if limit is None or lag <= limit:
             return lag
         if time.monotonic() > deadline:
             raise StepFailed(f"{label}: the target is {lag} bytes behind after {wait:.0f}s; the freeze would be"

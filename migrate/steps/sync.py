@@ -100,12 +100,21 @@ class SyncDatabase(Step):
 class Synced(Step):
     """Where `migrate sync` stops; `migrate run` goes on to the cutover."""
 
-    systems: tuple[str, ...]
+    databases: tuple[tuple[str, str], ...]  # (system, database)
     id = layout.SYNCED_ID
 
     def plan(self, run: Run, facts) -> StepPlan:
-        action = reading("sync.hold", {}, "synced: the target follows the live source until `migrate run`")
-        return StepPlan(self.id, "+".join(self.systems), "in sync, waiting for the cutover", (action,))
+        action = reading("sync.hold", {"databases": _labelled(run, self.databases)},
+                         "synced: the target follows the live source until `migrate run`")
+        return StepPlan(self.id, _systems(self.databases), "in sync, waiting for the cutover", (action,))
+
+
+def _labelled(run: Run, databases) -> list[dict]:
+    return [{"label": f"{sy}/{db}", **_sides(run.spec.systems[sy].databases[db])} for sy, db in databases]
+
+
+def _systems(databases) -> str:
+    return "+".join(dict.fromkeys(sy for sy, _ in databases))
 
 
 @dataclass(frozen=True)
@@ -117,11 +126,9 @@ class CutoverCheck(Step):
     id = layout.CUTOVER_CHECK_ID
 
     def plan(self, run: Run, facts) -> StepPlan:
-        sides = [{"label": f"{sy}/{db}", **_sides(run.spec.systems[sy].databases[db])} for sy, db in self.databases]
-        action = reading("sync.check", {"databases": sides, "wait": LAG_WAIT_SECONDS},
+        action = reading("sync.check", {"databases": _labelled(run, self.databases), "wait": LAG_WAIT_SECONDS},
                          "every database streams, is nearly caught up and has the source's schema")
-        systems = "+".join(dict.fromkeys(sy for sy, _ in self.databases))
-        return StepPlan(self.id, systems, "ready to freeze: in sync, no DDL", (action,))
+        return StepPlan(self.id, _systems(self.databases), "ready to freeze: in sync, no DDL", (action,))
 
 
 @dataclass(frozen=True)

@@ -148,7 +148,7 @@ def _sync_databases(spec, systems):
 
 def _synced(spec, systems):
     if _databases(systems):
-        yield Synced(tuple(name for name, _ in systems))
+        yield Synced(tuple(_databases(systems)))
 
 
 def _cutover_check(spec, systems):

@@ -109,6 +109,9 @@ def test_sync_under_writes_then_cutover_loses_nothing_and_rollback_leaves_nothin
         assert presenze["subscription"]["enabled"] and presenze["slot_state"]["retained_wal_bytes"] >= 0
         written = len(writer.ids)
         assert written > 50, "the writer wrote during the copy"
+        again = lab.migrate("sync", "wave-1", "--yes")  # repeatable: checks, stays synced
+        assert again.returncode == 0, again.stderr
+        assert "bytes behind" in again.stdout and wave_status()["status"] == "synced"
         cut = lab.migrate("--json", "run", "wave-1", "--yes", *APPROVE, timeout=600)
     load.stop()
     assert cut.returncode == 0, cut.stderr
@@ -196,6 +199,8 @@ def test_ddl_on_the_source_during_sync_blocks_the_cutover_before_the_freeze(clea
     assert lab.migrate("sync", "wave-1", "--yes").returncode == 0
     with psycopg.connect(lab.dsn("source", "presenze"), autocommit=True) as conn:
         conn.execute("ALTER TABLE punch ADD COLUMN device_note text")
+    checked = lab.migrate("sync", "wave-1", "--yes")
+    assert checked.returncode == 1 and "table public.punch" in checked.stderr
     refused = lab.migrate("run", "wave-1", "--yes", *APPROVE, timeout=600)
     assert refused.returncode == 1
     assert "table public.punch" in refused.stderr and "DDL" in refused.stderr

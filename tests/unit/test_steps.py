@@ -260,7 +260,7 @@ def test_sync_database_needs_a_replication_passfile_on_the_target_server():
 
 
 def test_synced_and_cutover_check_only_read():
-    (hold,) = plan(sync.Synced(("personnel",))).actions
+    (hold,) = plan(sync.Synced((("personnel", "personale"),))).actions
     (check,) = plan(sync.CutoverCheck((("personnel", "personale"),))).actions
     assert hold.read_only and hold.op == "sync.hold"
     assert check.read_only and check.args["databases"][0]["label"] == "personnel/personale"
