@@ -1,0 +1,88 @@
+"""Time the wave's playbooks as the adapter runs them (migrate.adapters.ansible.run_playbook):
+the freeze (maintenance on, with the collector's drain) and its undo, the target configuration
+(present) and its undo, the front door switch and its undo; optionally the same in check mode.
+
+    .venv/bin/python bench/playbooks.py -i INVENTORY [--rounds N] [--check]
+
+INVENTORY is a lab's inventory (`inventories/lab` for the default lab, or the test lab's, e.g.
+.lab-ansible/inventory written by tests/integration/lab_support.write_inventory). Each round
+changes the lab and puts it back: the flags, the configuration files and the front door's
+upstreams are as before at the end (the drain loads the collector's late punches into the
+source, as a freeze does). Prints the median, min and max seconds per playbook.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections import defaultdict
+
+from migrate import config
+from migrate.adapters import ansible
+from migrate.facts.cutover import FrontDoorUpstreams
+from migrate.steps import wave as wave_steps
+from migrate.steps.app import Configure, Freeze
+from migrate.steps.base import Run
+
+
+class _Absent(dict):
+    """Facts for planning: no flag and no configuration file exists yet."""
+
+    def __missing__(self, key):
+        return False
+
+
+def cases(inv: config.Inventory, wave: str) -> list[tuple[str, str, list[str], dict]]:
+    """(label, playbook, hosts, vars) in the order a wave and its rollback run them."""
+    run = Run(inv, wave, "bench")
+    steps = wave_steps.build(inv.spec, wave)
+    found = []
+    for kind, label in ((Freeze, "maintenance"), (Configure, "app_config")):
+        for step in (s for s in steps if isinstance(s, kind)):
+            action = step.plan(run, _Absent()).actions[0]
+            for name, a in (("do", action), ("undo", action.undo)):
+                p = a.args
+                state = p["vars"]["state"]
+                found.append((f"{label} {state} ({p['hosts'][0]})", p["playbook"], p["hosts"], p["vars"]))
+    entry = inv.spec.entry_point
+    if entry.proxy_host:
+        before = FrontDoorUpstreams(entry.proxy_host, entry.proxy_config_path).collect(inv)
+        switched = {**before, **{s.app.service_name: inv.hosts[s.app.target_host].vars["app_url"]
+                                 for n in inv.spec.waves[wave].systems if (s := inv.spec.systems[n]).app}}
+        for label, upstreams in (("front_door switch", switched), ("front_door back", before)):
+            found.append((label, "front_door.yml", [entry.proxy_host],
+                          {"config_path": entry.proxy_config_path, "template": entry.proxy_template,
+                           "upstreams": upstreams}))
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-i", "--inventory", default="inventories/lab")
+    parser.add_argument("--wave", default="wave-1")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--check", action="store_true", help="also time each playbook in check mode")
+    args = parser.parse_args()
+    inv = config.load(args.inventory)
+    todo = cases(inv, args.wave)
+    times: dict[str, list[float]] = defaultdict(list)
+    for _ in range(args.rounds):
+        for mode in (("check", True), ("real", False)) if args.check else (("real", False),):
+            for label, playbook, hosts, vars in todo:
+                started = time.monotonic()
+                result = ansible.run_playbook(inv, playbook, hosts, vars, check=mode[1])
+                seconds = time.monotonic() - started
+                if not result.ok:
+                    raise SystemExit(f"{label} ({mode[0]}) failed: {result.status} rc {result.rc}, see {result.artifacts}")
+                times[f"{label}{' --check' if mode[1] else ''}"].append(seconds)
+    width = max(len(k) for k in times)
+    print(f"{args.rounds} rounds, {args.inventory}")
+    print(f"| {'playbook':<{width}} | median (s) | min | max |")
+    print(f"|{'-' * (width + 2)}|---|---|---|")
+    for label, values in times.items():
+        print(f"| {label:<{width}} | {statistics.median(values):.2f} | {min(values):.2f} | {max(values):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
