@@ -218,6 +218,9 @@ def status(o: Options, wave: str | None) -> None:
         click.echo(json.dumps(result, indent=2, default=str))
         return
     out.print(f"journal {result['journal']} (chain {result['chain']})")
+    for slot in result.get("stray_slots", []):
+        out.print(f"[bold red]replication slot {slot['slot']} on {slot['server']} (database {slot['database']})"
+                  f" belongs to no live wave and keeps {slot['retained_wal_bytes'] or 0} bytes of WAL[/]")
     for name, w in result["waves"].items():
         out.print(f"[bold]{name}[/]: {w['status']}" + (f" (run {w['run_id']}, {w['operator']})" if "run_id" in w else ""))
         if w.get("rehearsal"):
@@ -301,6 +304,10 @@ def _print_report(o: Options, data: dict, reports) -> None:
         click.echo(json.dumps(data, default=str))
     else:
         click.echo(reports.text(data), nl=False)
+        if data.get("freeze") and data["freeze"].get("seconds") is not None:
+            f = data["freeze"]
+            click.echo(f"freeze: {f['seconds']:.1f}s from maintenance on to the entry point on the target ("
+                       + ", ".join(f"{p['step']} {p['seconds']:.1f}s" for p in f["phases"]) + ")")
 
 
 def _finish(o: Options, outcome: WaveOutcome) -> None:

@@ -336,7 +336,8 @@ def status(inv: config.Inventory, wave: str | None = None) -> dict:
     j = journal(inv)
     keys = set(inv.spec.waves) | set(j.waves())
     waves = sorted(k for k in keys if not wave or k == wave or k.startswith(wave + "@"))
-    result = {"journal": str(j.path), "chain": j.verify_chain() or "intact", "waves": {}}
+    result = {"journal": str(j.path), "chain": j.verify_chain() or "intact", "waves": {},
+              "stray_slots": stray_slots(inv, j)}
     for name in waves:
         view = state.latest(j.records(wave=name))
         holder = lock.holder(inv.state_dir, name.split("@", 1)[0])
@@ -344,6 +345,17 @@ def status(inv: config.Inventory, wave: str | None = None) -> dict:
         if view and is_warm(view.plan) and view.status not in ("rolled_back", "completed"):
             result["waves"][name]["sync"] = _sync_status(inv, j, view)
     return result
+
+
+def stray_slots(inv: config.Inventory, j: Journal) -> list[dict]:
+    """Replication slots of ours on the spec's servers that no live wave owns (each keeps WAL)."""
+    owned, found = owned_slots(j), []
+    for server in sorted(inv.spec.db_servers):
+        try:
+            found += [{"server": server, **s} for s in sync_protocol.our_slots(inv, server) if s["slot"] not in owned]
+        except MigrateError:
+            continue  # unreachable: preflight says so
+    return found
 
 
 def _sync_status(inv: config.Inventory, j: Journal, view: state.RunView) -> dict:
@@ -417,5 +429,7 @@ def report(inv: config.Inventory, wave: str) -> dict:
     """The last verification of WAVE, as journalled (its hash is checked)."""
     from migrate.verify import report as reports
     scope.check_wave(inv, wave)
-    _, data = reports.last(inv, journal(inv), wave)
-    return data
+    j = journal(inv)
+    _, data = reports.last(inv, j, wave)
+    froze = [r.data for r in j.records(run_id=data.get("run_id")) if r.kind == "freeze"] if data.get("run_id") else []
+    return {**data, "freeze": froze[-1]} if froze else data

@@ -131,6 +131,8 @@ def test_sync_under_writes_then_cutover_loses_nothing_and_rollback_leaves_nothin
         "freeze:src-app", "personnel/fence-db:personale"]
     assert frozen["phases"][-1]["step"] == "switch-entry"
     assert "verify" in [p["step"] for p in frozen["phases"]]
+    printed = lab.migrate("report", "wave-1")
+    assert printed.returncode == 0 and f"freeze: {frozen['seconds']:.1f}s" in printed.stdout
     assert "sync-db" not in json.dumps(frozen), "the copy is outside the freeze"
 
     back = lab.migrate("rollback", "wave-1", "--yes", timeout=600)
@@ -219,6 +221,10 @@ def test_a_leftover_slot_of_ours_is_named_by_preflight(clean_lab):
         assert found.returncode != 0
         assert "migrate_sync_forgotten" in found.stderr + found.stdout
         assert "belongs to no live wave" in found.stderr + found.stdout
+        stray = json.loads(lab.migrate("--json", "status").stdout)["stray_slots"]
+        assert [(s["server"], s["slot"], s["database"]) for s in stray] == [
+            ("onprem-pg", "migrate_sync_forgotten", "presenze")]
+        assert "migrate_sync_forgotten" in lab.migrate("status").stdout
     finally:
         with psycopg.connect(lab.dsn("source", "presenze"), autocommit=True) as conn:
             conn.execute("SELECT pg_drop_replication_slot('migrate_sync_forgotten')")
