@@ -228,3 +228,34 @@ def test_a_leftover_slot_of_ours_is_named_by_preflight(clean_lab):
     finally:
         with psycopg.connect(lab.dsn("source", "presenze"), autocommit=True) as conn:
             conn.execute("SELECT pg_drop_replication_slot('migrate_sync_forgotten')")
+
+
+def run_and_kill_in(step: str, after: float) -> None:
+    """`migrate run wave-1`, SIGKILLed `after` seconds into `step`'s first action."""
+    proc = subprocess.Popen([sys.executable, "-m", "migrate.cli", "-i", str(lab.INVENTORY), "--json", "run",
+                             "wave-1", "--yes", *APPROVE], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        event = json.loads(line)
+        if event.get("event") == "action" and event.get("step") == step:
+            time.sleep(after)
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, f"the run ended before {step}"
+
+
+def test_a_cutover_killed_inside_the_fence_resumes_and_loses_nothing(clean_lab):
+    lab.drain_spool()
+    with Writer() as writer:
+        assert lab.migrate("sync", "wave-1", "--yes").returncode == 0
+        time.sleep(0.5)
+        run_and_kill_in("attendance/fence-db:presenze", 0.05)
+    assert wave_status()["status"] == "interrupted"
+    with psycopg.connect(lab.dsn("source", "presenze")) as conn:
+        assert conn.execute("SHOW default_transaction_read_only").fetchone()[0] == "on", "still fenced"
+    resumed = lab.migrate("run", "wave-1", "--yes", *APPROVE, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr  # its verification compared every row
+    on_target = punch_ids("target")
+    assert len(on_target) == len(set(on_target)) and set(writer.ids) <= set(on_target)
+    assert lab.migrate("rollback", "wave-1", "--yes", timeout=600).returncode == 0
+    assert replication_leftovers() == {}
