@@ -15,7 +15,7 @@ from migrate.errors import MigrateError
 from migrate.model import layout
 from migrate.transfer import catalog
 from migrate.transfer.pool import Pool, worker_count
-from migrate.verify import business, documents, evidence, probes, rows, schema
+from migrate.verify import business, documents, evidence, incremental, probes, rows, schema
 from migrate.verify.model import Difference, Report, Section
 
 
@@ -35,7 +35,10 @@ def source_digests(journal, run_id: str | None) -> dict[str, dict]:
     return found
 
 
-def verify(inv: Inventory, wave: str, *, run_id: str | None, depth: str, bus, journal=None) -> Report:
+def verify(inv: Inventory, wave: str, *, run_id: str | None, depth: str, bus, journal=None,
+           baselines: dict | None = None) -> Report:
+    """`baselines`: {"system/database": incremental.baseline(...)} taken during a warm wave's sync;
+    a database that has one has its rows compared incrementally (see verify.incremental)."""
     started = time.monotonic()
     report = Report(wave, run_id, depth, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     before = source_digests(journal, run_id)
@@ -44,7 +47,8 @@ def verify(inv: Inventory, wave: str, *, run_id: str | None, depth: str, bus, jo
     for name in order_systems(inv.spec, inv.spec.waves[wave].systems):
         system = inv.spec.systems[name]
         for dbname, d in system.databases.items():
-            verify_database(inv, f"{name}/{dbname}", d, depth, bus, report, before)
+            verify_database(inv, f"{name}/{dbname}", d, depth, bus, report, before,
+                            (baselines or {}).get(f"{name}/{dbname}"))
         if system.archive:
             verify_archive(inv, s3, run, name, depth, report)
     report.seconds = time.monotonic() - started
@@ -63,7 +67,9 @@ def open_pair(inv: Inventory, d: Database) -> probes.Pair:
 
 
 def verify_database(inv: Inventory, label: str, d: Database, depth: str, bus, report: Report,
-                    before: dict) -> None:
+                    before: dict, baseline: dict | None = None) -> None:
+    if baseline is not None:
+        incremental.check_baseline(baseline, d)
     try:
         pair = open_pair(inv, d)
     except MigrateError as exc:
@@ -78,7 +84,7 @@ def verify_database(inv: Inventory, label: str, d: Database, depth: str, bus, re
         evidence_tables = [] if depth == "counts" else [evidence.qualified(t) for t in d.evidence_tables]
         report.add(missing_evidence_tables(label, evidence_tables, src_tables, tgt_tables))
         common = [(src_tables[t], tgt_tables[t], t in evidence_tables) for t in src_tables if t in tgt_tables]
-        results = compare_tables(inv, d, label, common, depth, bus)
+        results = compare_tables(inv, d, label, common, depth, bus, baseline)
         for result, digests in results:
             report.tables.append(result)
             report.add(result.differences)
@@ -131,9 +137,10 @@ def compare_schema(pair: probes.Pair, label: str) -> list[Difference]:
     return diffs + schema.compare_sequences(label, dict(src_next), dict(tgt_next))
 
 
-def compare_tables(inv: Inventory, d: Database, label: str, tables: list, depth: str, bus) -> list:
+def compare_tables(inv: Inventory, d: Database, label: str, tables: list, depth: str, bus,
+                   baseline: dict | None = None) -> list:
     """(TableResult, evidence digests or None) per table, tables compared in parallel, each
-    worker on its own source+target session pair."""
+    worker on its own source+target session pair; with a baseline, incrementally."""
     # Largest first, so the long tables start at once and the small ones fill the gaps.
     tables = sorted(tables, key=lambda t: -t[0].estimated_rows)
 
@@ -143,6 +150,9 @@ def compare_tables(inv: Inventory, d: Database, label: str, tables: list, depth:
         digests = None
         if depth == "counts":
             result = rows.compare_counts(pair, s, label)
+        elif baseline is not None:
+            result, digests = incremental.compare_table(pair, s, label, baseline["tables"].get(src.qualified),
+                                                        is_evidence)
         elif is_evidence:
             result, *digests = evidence.compare_table(pair, s, label)
         else:
