@@ -240,17 +240,22 @@ def compare_table(pair: probes.Pair, s: rows.Shape, database: str, base: dict | 
     return _result(result, started, before, pair, mode="incremental", **figures), digests
 
 
+TOO_FAR = "the baseline is too many transactions back (or age() gives no reference)"
+
+
+def _window(reference: tuple, snapshot: str) -> int | None:
+    """How many xids back from age()'s reference the baseline snapshot's horizon lies."""
+    try:
+        return segments.change_window(segments.age_reference(*reference), Snapshot.parse(snapshot).xmin)
+    except ValueError:
+        return None
+
+
 def _plan(pair: probes.Pair, s: rows.Shape, base: dict) -> Plan | str:
     g = Grid.from_json(base["grid"])
-    windows = []
-    for side, (reference, age) in zip(SIDES, (r[0] for r in pair.both(REFERENCE_SQL))):
-        horizon = Snapshot.parse(base["snapshots"][side]).xmin
-        try:
-            windows.append(segments.change_window(segments.age_reference(reference, age), horizon))
-        except ValueError as exc:
-            return str(exc)
+    windows = [_window(r[0], base["snapshots"][side]) for side, r in zip(SIDES, pair.both(REFERENCE_SQL))]
     if None in windows:
-        return "the baseline is too many transactions back"
+        return TOO_FAR
     src, tgt = pair.both(scan_query(s, g, windows[0]), scan_query(s, g, windows[1]))
     touched = _touched(pair, s, g, base)
     if isinstance(touched, str):
@@ -339,6 +344,44 @@ def _result(result: TableResult, started: float, before: int, pair: probes.Pair,
     fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(TableResult)}
     fields.update(seconds=time.monotonic() - started, queries=pair.queries - before)
     return IncrementalResult(**fields, **figures)
+
+
+def source_evidence_since(inv: Inventory, d: Database, base: dict) -> dict[str, dict]:
+    """What `runner.source_evidence` returns (the source's evidence digests, taken after the
+    fence), from the baseline's source blocks wherever the source did not change since."""
+    check_baseline(base, d)
+    session = probes.Session(inv, d.source.server, d.source.dbname)
+    try:
+        tables = probes.tables(session)
+        found = {}
+        for name in map(evidence.qualified, d.evidence_tables):
+            if name not in tables:
+                raise MigrateError(f"evidence table {name} is not in {d.source.server}/{d.source.dbname}")
+            found[name] = source_digest(session, rows.shape(tables[name], tables[name]), base["tables"].get(name))
+        return found
+    finally:
+        session.close()
+
+
+def source_digest(session: probes.Session, s: rows.Shape, base: dict | None) -> dict:
+    """One evidence table's digest on the source: the same as `evidence.digest`'s."""
+    window = None if full_reason(s, base, True) else _window(session.rows(REFERENCE_SQL)[0], base["snapshots"]["source"])
+    if window is None:
+        return evidence.digest(session, s.facts, s.columns)
+    g = Grid.from_json(base["grid"])
+    found = session.rows(scan_query(s, g, window))
+    changed = segments.changed_segments(_then(base)[0], scan_counts(found))
+    blocks = {g.bounds(seg)[0]: (count, h) for (seg, count), (_, h) in zip(base["counts"]["source"],
+                                                                           base["digests"]["source"])
+              if seg not in changed}
+    ranges = [(g.bounds(seg)[0], g.bounds(seg)[1] + 1) for seg in sorted(changed) if 0 <= seg < g.size]
+    ranges += [r for lo, hi in outside_ranges(g, found) for r in evidence.block_ranges(lo, hi)]
+    query = evidence.block_query(s.facts, s.columns, True)
+    for start, end in ranges:
+        count, digest = session.rows(query, (start, end))[0]
+        if count:
+            blocks[start] = (count, digest)
+    return evidence.chain(s.facts, s.columns, [(start, *blocks[start]) for start in sorted(blocks)])
 
 
 def open_pair(inv: Inventory, d: Database) -> probes.Pair:
