@@ -33,7 +33,9 @@ from pathlib import Path
 from migrate.lab import api as lab_api
 from migrate.lab.api import LabPorts
 from migrate.lab.inventory import ROOT, write_lab_inventory
+from migrate.lab.layout import lab_paths
 from migrate.lab.load import Load
+from migrate.lab.state import read_state
 
 LAB = ROOT / ".lab-bench-freeze"
 PORTS = LabPorts(pg_source=23432, pg_target=23433, ssh_src_app=20201, ssh_tgt_app=20202, s3=23900,
@@ -139,6 +141,9 @@ def main() -> None:
     parser.add_argument("--purge", action="store_true")
     args = parser.parse_args()
     lab_api.up(LAB, ports=PORTS, employees=args.employees, years=args.years, seed=1)
+    seeded = read_state(lab_paths(LAB))["seeded"] or {}
+    if (seeded.get("employees"), seeded.get("years")) != (args.employees, args.years):
+        lab_api.reseed(LAB, employees=args.employees, years=args.years, seed=1)
     write_lab_inventory(LAB, PORTS)
     shutil.rmtree(LAB / "inventory" / ".state", ignore_errors=True)
     try:

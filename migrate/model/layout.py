@@ -99,6 +99,10 @@ def way_back_id(system: str, database: str) -> str:
     return f"{system}/way-back:{database}"
 
 
+def start_id(host: str) -> str:
+    return f"start:{host}"
+
+
 def configure_id(host: str) -> str:
     return f"configure:{host}"
 

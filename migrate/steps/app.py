@@ -67,10 +67,12 @@ class TargetConfig:
 @dataclass(frozen=True)
 class Configure(Step):
     """Render the target applications' configuration from templates onto one target host and
-    start them; the undo stops them and removes the files."""
+    start them; the undo stops them and removes the files. A warm wave renders only (`start`
+    false), while the source is live, and starts them inside the freeze (`StartTargets`)."""
 
     host: str
     configs: tuple[TargetConfig, ...]
+    start: bool = True
 
     @property
     def id(self) -> str:
@@ -84,13 +86,42 @@ class Configure(Step):
             if facts[PathExists(self.host, c.path)]:
                 raise StepFailed(f"{self.host}:{c.path} already exists; this wave would overwrite a"
                                  " configuration it did not create")
-        paths = ", ".join(c.path for c in self.configs)
-        items = [{"service": c.service, "dest": c.path, "template": c.template, "settings": dict(c.settings)}
-                 for c in self.configs]
-        services = ", ".join(c.service for c in self.configs)
+        paths, services = ", ".join(c.path for c in self.configs), _services(self.configs)
         remove = _playbook("app_config.yml", self.host, f"{self.host}: stop {services}, remove {paths}",
-                           configs=items, state="absent")
-        put = _playbook("app_config.yml", self.host, f"{self.host}: write {paths} (mode 0600), start {services}",
-                        undo=remove, configs=items, state="present")
-        return StepPlan(self.id, "+".join(c.system for c in self.configs),
-                        f"render {paths} and start {services} on {self.host}", actions=(put,))
+                           configs=_items(self.configs), state="absent")
+        started = f", start {services}" if self.start else ""
+        put = _playbook("app_config.yml", self.host, f"{self.host}: write {paths} (mode 0600){started}",
+                        undo=remove, configs=_items(self.configs), state="present" if self.start else "rendered")
+        title = f"render {paths} and start {services} on {self.host}" if self.start else f"render {paths} on {self.host}"
+        return StepPlan(self.id, "+".join(c.system for c in self.configs), title, actions=(put,))
+
+
+@dataclass(frozen=True)
+class StartTargets(Step):
+    """Start the target applications whose configuration a warm wave rendered before the freeze;
+    the undo stops them (the configuration step's undo removes the files)."""
+
+    host: str
+    configs: tuple[TargetConfig, ...]
+
+    @property
+    def id(self) -> str:
+        return layout.start_id(self.host)
+
+    def plan(self, run: Run, facts) -> StepPlan:
+        services = _services(self.configs)
+        stop = _playbook("app_config.yml", self.host, f"{self.host}: stop {services}",
+                         configs=_items(self.configs), state="stopped")
+        start = _playbook("app_config.yml", self.host, f"{self.host}: start {services}", undo=stop,
+                          configs=_items(self.configs), state="started")
+        return StepPlan(self.id, "+".join(c.system for c in self.configs), f"start {services} on {self.host}",
+                        actions=(start,))
+
+
+def _items(configs) -> list[dict]:
+    return [{"service": c.service, "dest": c.path, "template": c.template, "settings": dict(c.settings)}
+            for c in configs]
+
+
+def _services(configs) -> str:
+    return ", ".join(c.service for c in configs)

@@ -10,7 +10,7 @@ the graph is built from the spec alone.
 from __future__ import annotations
 
 from migrate.config import order_systems
-from migrate.steps.app import Configure, Freeze, TargetConfig
+from migrate.steps.app import Configure, Freeze, StartTargets, TargetConfig
 from migrate.steps.archive import RestoreArchive, StageArchive
 from migrate.steps.checks import EvidenceDigest, VerifyWave
 from migrate.steps.cutover import Gate, PostCutover, SwitchEntry, TargetHealth, WayBack
@@ -103,9 +103,23 @@ def _way_backs(systems):
 
 
 def _configure(spec, systems):
-    configs = [(s.app.target_host, _target_config(spec, name, s)) for name, s in systems if s.app]
-    for host, items in _by_host(configs):
+    for host, items in _configs(spec, systems):
         yield Configure(host, tuple(items))
+
+
+def _render(spec, systems):
+    # A warm wave: rendered (and checked by a dry run) while the source is live.
+    for host, items in _configs(spec, systems):
+        yield Configure(host, tuple(items), start=False)
+
+
+def _start(spec, systems):
+    for host, items in _configs(spec, systems):
+        yield StartTargets(host, tuple(items))
+
+
+def _configs(spec, systems):
+    return _by_host([(s.app.target_host, _target_config(spec, name, s)) for name, s in systems if s.app])
 
 
 def _target_config(spec, name, system) -> TargetConfig:
@@ -165,12 +179,12 @@ PHASES = (_freeze, _evidence, _open_staging, _stage_databases, _stage_archive, _
           _create_databases, _restore_databases, _verify, _way_back_unswitched, _configure, _health, _gate,
           _way_back, _switch)
 
-# `migrate sync`, then `migrate run`: the source stays live until `cutover-check`; the freeze
-# (maintenance, then the fence) holds only the catch-up, the documents, verification, the start
-# of the target and the switch.
-WARM_PHASES = (_open_staging, _stage_databases, _create_databases, _sync_databases, _synced,
+# `migrate sync`, then `migrate run`: the source stays live until `cutover-check` (the target
+# configuration is rendered before); the freeze (maintenance, then the fence) holds only the
+# catch-up, the documents, verification, the start of the target and the switch.
+WARM_PHASES = (_open_staging, _stage_databases, _create_databases, _sync_databases, _render, _synced,
                _cutover_check, _freeze, _fence, _evidence, _stage_archive, _restore_archive, _verify,
-               _way_back_unswitched, _configure, _health, _gate, _way_back, _switch)
+               _way_back_unswitched, _start, _health, _gate, _way_back, _switch)
 
 
 def build(spec, wave: str, *, warm: bool = False) -> list:

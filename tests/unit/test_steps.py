@@ -93,6 +93,17 @@ def test_configure_renders_and_starts_both_apps_and_its_undo_removes_them():
     assert put.undo.args["vars"]["state"] == "absent" and put.undo.args["vars"]["configs"] == put.args["vars"]["configs"]
 
 
+def test_a_warm_wave_renders_before_the_freeze_and_starts_inside_it():
+    warm = steps.build(INV.spec, "wave-1", warm=True)
+    render = next(s for s in warm if isinstance(s, app.Configure))
+    start = next(s for s in warm if isinstance(s, app.StartTargets))
+    (put,) = plan(render).actions
+    assert put.args["vars"]["state"] == "rendered" and put.undo.args["vars"]["state"] == "absent"
+    (up,) = plan(start).actions
+    assert up.args["vars"]["state"] == "started" and up.undo.args["vars"]["state"] == "stopped"
+    assert up.args["vars"]["configs"] == put.args["vars"]["configs"]
+
+
 def test_configure_refuses_to_overwrite_a_configuration_it_did_not_create():
     with pytest.raises(StepFailed, match="tgt-app:/etc/hr/presenze.conf already exists"):
         plan(CONFIGURE, {PathExists("tgt-app", "/etc/hr/presenze.conf"): True})
@@ -275,7 +286,7 @@ def test_fence_lifts_itself_on_rollback_only():
 
 # --- the catalogue and the wave graph ---------------------------------------------------------
 
-TESTED = {app.Freeze, app.Configure, database.OpenStaging, database.StageDatabase, database.CreateDatabase,
+TESTED = {app.Freeze, app.Configure, app.StartTargets, database.OpenStaging, database.StageDatabase, database.CreateDatabase,
           database.RestoreDatabase, archive.StageArchive, archive.RestoreArchive, checks.EvidenceDigest,
           checks.VerifyWave, cutover.WayBack, cutover.TargetHealth, cutover.Gate, cutover.SwitchEntry,
           cutover.PostCutover, sync.SyncDatabase, sync.Synced, sync.CutoverCheck, sync.FenceDatabase}
@@ -298,9 +309,9 @@ LAB_WAVE = ["freeze:src-app", "attendance/evidence:presenze", "staging:comune-mi
 # Source live until cutover-check; the freeze holds only what must be frozen.
 WARM_WAVE = ["staging:comune-migration-staging", "personnel/stage-db:personale", "attendance/stage-db:presenze",
              "personnel/create-db:personale", "attendance/create-db:presenze", "personnel/sync-db:personale",
-             "attendance/sync-db:presenze", "synced", "cutover-check", "freeze:src-app",
+             "attendance/sync-db:presenze", "configure:tgt-app", "synced", "cutover-check", "freeze:src-app",
              "personnel/fence-db:personale", "attendance/fence-db:presenze", "attendance/evidence:presenze",
-             "personnel/stage-archive", "personnel/restore-archive", "verify", "configure:tgt-app", "target-health",
+             "personnel/stage-archive", "personnel/restore-archive", "verify", "start:tgt-app", "target-health",
              "go-no-go", "personnel/way-back:personale", "attendance/way-back:presenze", "switch-entry",
              "post-cutover"]
 
