@@ -81,7 +81,11 @@ def console_listener(kind: str, data: dict) -> None:
     elif kind == "step_skipped":
         out.print(f"  [dim]✓ {data['step']} (completed earlier)[/]")
     elif kind == "step_resumed":
-        out.print(f"  [yellow]↺ {data['step']}[/] was interrupted: undoing {data['undoing']} partial effect(s), then again")
+        if data["undoing"]:
+            out.print(f"  [yellow]↺ {data['step']}[/] was interrupted: undoing {data['undoing']} partial effect(s),"
+                      " then again")
+        else:
+            out.print(f"  [yellow]↺ {data['step']}[/] again")
     elif kind == "step_failed":
         out.print(f"  [red]✗ {data['step']}[/]")
     elif kind == "step_waiting":

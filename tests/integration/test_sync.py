@@ -144,6 +144,10 @@ def test_sync_under_writes_then_cutover_loses_nothing_and_rollback_leaves_nothin
 def test_no_go_after_a_write_on_the_target_leaves_the_source_as_fenced(clean_lab):
     lab.drain_spool()
     before = lab.snapshot()
+    dry = lab.migrate("sync", "wave-1", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "would" in dry.stdout and "sync-db:presenze" in dry.stdout and "fence-db:presenze" in dry.stdout
+    assert lab.snapshot() == before and wave_status()["status"] == "not started"
     assert lab.migrate("sync", "wave-1", "--yes").returncode == 0
     stopped = lab.migrate("run", "wave-1", "--yes", timeout=600)
     assert stopped.returncode == 4, stopped.stderr  # at the go/no-go gate
