@@ -2,13 +2,17 @@
 the freeze (maintenance on, with the collector's drain) and its undo, the target configuration
 (present) and its undo, the front door switch and its undo; optionally the same in check mode.
 
-    .venv/bin/python bench/playbooks.py -i INVENTORY [--rounds N] [--check]
+    .venv/bin/python bench/playbooks.py -i INVENTORY [--rounds N] [--check] [--playbooks DIR ...]
 
 INVENTORY is a lab's inventory (`inventories/lab` for the default lab, or the test lab's, e.g.
 .lab-ansible/inventory written by tests/integration/lab_support.write_inventory). Each round
 changes the lab and puts it back: the flags, the configuration files and the front door's
 upstreams are as before at the end (the drain loads the collector's late punches into the
 source, as a freeze does). Prints the median, min and max seconds per playbook.
+
+--playbooks DIR (repeatable) times the playbooks in DIR instead of playbooks/, e.g. an older
+revision's (mkdir /tmp/old && git archive REV playbooks | tar -x -C /tmp/old); with several,
+each round runs every DIR in turn, so a noisy machine weighs on all of them alike.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import argparse
 import statistics
 import time
 from collections import defaultdict
+from pathlib import Path
 
 from migrate import config
 from migrate.adapters import ansible
@@ -63,25 +68,34 @@ def main() -> None:
     parser.add_argument("--wave", default="wave-1")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--check", action="store_true", help="also time each playbook in check mode")
+    parser.add_argument("--playbooks", action="append", type=Path, metavar="DIR",
+                        help="time the playbooks in DIR (repeatable; default: playbooks/)")
     args = parser.parse_args()
     inv = config.load(args.inventory)
     todo = cases(inv, args.wave)
-    times: dict[str, list[float]] = defaultdict(list)
+    dirs = [d.resolve() for d in args.playbooks or [ansible.PLAYBOOKS]]
+    times: dict[tuple[str, Path], list[float]] = defaultdict(list)
     for _ in range(args.rounds):
-        for mode in (("check", True), ("real", False)) if args.check else (("real", False),):
-            for label, playbook, hosts, vars in todo:
-                started = time.monotonic()
-                result = ansible.run_playbook(inv, playbook, hosts, vars, check=mode[1])
-                seconds = time.monotonic() - started
-                if not result.ok:
-                    raise SystemExit(f"{label} ({mode[0]}) failed: {result.status} rc {result.rc}, see {result.artifacts}")
-                times[f"{label}{' --check' if mode[1] else ''}"].append(seconds)
-    width = max(len(k) for k in times)
-    print(f"{args.rounds} rounds, {args.inventory}")
-    print(f"| {'playbook':<{width}} | median (s) | min | max |")
-    print(f"|{'-' * (width + 2)}|---|---|---|")
-    for label, values in times.items():
-        print(f"| {label:<{width}} | {statistics.median(values):.2f} | {min(values):.2f} | {max(values):.2f} |")
+        for directory in dirs:
+            ansible.PLAYBOOKS = directory
+            for check in (True, False) if args.check else (False,):
+                for label, playbook, hosts, vars in todo:
+                    started = time.monotonic()
+                    result = ansible.run_playbook(inv, playbook, hosts, vars, check=check)
+                    seconds = time.monotonic() - started
+                    if not result.ok:
+                        raise SystemExit(f"{label} ({directory}{', check' if check else ''}) failed: {result.status}"
+                                         f" rc {result.rc}, see {result.artifacts}")
+                    times[(f"{label}{' --check' if check else ''}", directory)].append(seconds)
+    labels = list(dict.fromkeys(label for label, _ in times))
+    width = max(len(k) for k in labels)
+    print(f"{args.rounds} rounds, {args.inventory}; median (min-max) seconds per run")
+    print(f"| {'playbook':<{width}} | " + " | ".join(str(d) for d in dirs) + " |")
+    print(f"|{'-' * (width + 2)}|" + "---|" * len(dirs))
+    for label in labels:
+        cells = [times[(label, d)] for d in dirs]
+        print(f"| {label:<{width}} | " + " | ".join(f"{statistics.median(v):.2f} ({min(v):.2f}-{max(v):.2f})"
+                                                       for v in cells) + " |")
 
 
 if __name__ == "__main__":
