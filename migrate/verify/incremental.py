@@ -193,7 +193,8 @@ def _blocks_baseline(pair: probes.Pair, s: rows.Shape) -> dict:
     g = segments.block_grid(min(lows), max(highs), evidence.BLOCK_BITS) if lows else None
     found = _block_digests(pair, s, g, range(g.size) if g else ())
     summary = _summary("blocks", g, *found)
-    summary["digests"] = {side: [[seg, h] for seg, (_, h) in sorted(blocks.items())] for side, blocks in zip(SIDES, found)}
+    summary["digests"] = {side: [[seg, h] for seg, (_, h) in sorted(blocks.items())]
+                          for side, blocks in zip(SIDES, found)}
     return summary
 
 
@@ -212,14 +213,16 @@ def _summary(kind: str, g: Grid | None, src: dict, tgt: dict) -> dict:
     """src/tgt: {seg: (rows, hash)}; the hashes are compared, only the counts are kept."""
     return {"kind": kind, "grid": g.to_json() if g else None,
             "mismatched": sorted(seg for seg in set(src) | set(tgt) if src.get(seg) != tgt.get(seg)),
-            "counts": {side: [[seg, v[0]] for seg, v in sorted(found.items())] for side, found in zip(SIDES, (src, tgt))},
+            "counts": {side: [[seg, v[0]] for seg, v in sorted(found.items())]
+                       for side, found in zip(SIDES, (src, tgt))},
             "rows": {side: sum(v[0] for v in found.values()) for side, found in zip(SIDES, (src, tgt))}}
 
 
 # --- the freeze ------------------------------------------------------------------------------
 
 def check_baseline(base: dict, d: Database) -> None:
-    if base.get("version") != VERSION or base.get("source") != _where(d.source) or base.get("target") != _where(d.target):
+    ours = (VERSION, _where(d.source), _where(d.target))
+    if (base.get("version"), base.get("source"), base.get("target")) != ours:
         raise MigrateError(f"the baseline given is not one of {d.source.server}/{d.source.dbname} ->"
                            f" {d.target.server}/{d.target.dbname} (version {VERSION}): take it again")
 
@@ -318,8 +321,8 @@ def _compare_blocks(pair: probes.Pair, s: rows.Shape, database: str, base: dict,
             diffs += rows.bisect(pair, s, database, start, end - 1, rows.FAN_OUT, {}, top=False)
     result = TableResult(database, s.facts.qualified, "evidence blocks", src_digest["rows"], tgt_digest["rows"],
                          0.0, tuple(diffs))
-    figures = {"segments": g.size, "dirty": len([seg for seg in changed | set(base["mismatched"]) if 0 <= seg < g.size]),
-               "outside": len(plan.outside)}
+    recomputed = [seg for seg in changed | set(base["mismatched"]) if 0 <= seg < g.size]
+    figures = {"segments": g.size, "dirty": len(recomputed), "outside": len(plan.outside)}
     return result, [src_digest, tgt_digest], figures
 
 
@@ -365,7 +368,9 @@ def source_evidence_since(inv: Inventory, d: Database, base: dict) -> dict[str, 
 
 def source_digest(session: probes.Session, s: rows.Shape, base: dict | None) -> dict:
     """One evidence table's digest on the source: the same as `evidence.digest`'s."""
-    window = None if full_reason(s, base, True) else _window(session.rows(REFERENCE_SQL)[0], base["snapshots"]["source"])
+    window = None
+    if full_reason(s, base, True) is None:
+        window = _window(session.rows(REFERENCE_SQL)[0], base["snapshots"]["source"])
     if window is None:
         return evidence.digest(session, s.facts, s.columns)
     g = Grid.from_json(base["grid"])

@@ -19,8 +19,8 @@ from migrate.config import Database
 from migrate.transfer.roles import RoleMap
 from migrate.verify import touch
 from migrate.verify.model import Difference
-from migrate.verify.probes import Session
 from migrate.verify.probes import USER_SCHEMAS as ALL_USER_SCHEMAS
+from migrate.verify.probes import Session
 
 # The touch log of a warm wave's target (verify.touch) is ours, not the database's.
 USER_SCHEMAS = f"{ALL_USER_SCHEMAS} AND {touch.SCHEMA_FILTER}"

@@ -24,8 +24,8 @@ ago may alias into the window and be recomputed for nothing.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 XID_SPAN = 1 << 32
 AGE_MAX = (1 << 31) - 1          # what age() answers for a frozen or bootstrap xid

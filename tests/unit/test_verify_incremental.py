@@ -102,7 +102,8 @@ def age(xid8: int, reference8: int) -> int:
     return diff - (1 << 32) if diff >= 1 << 31 else diff
 
 
-@pytest.mark.parametrize("horizon, reference", [(1000, 1100), ((1 << 32) - 20, (1 << 32) + 30), (5 << 32, (5 << 32) + 7)])
+@pytest.mark.parametrize("horizon, reference", [
+    (1000, 1100), ((1 << 32) - 20, (1 << 32) + 30), (5 << 32, (5 << 32) + 7)])
 def test_written_since_matches_the_64_bit_test_across_the_wrap(horizon, reference):
     window = segments.change_window(reference, horizon)
     for xid8 in range(horizon - 40, reference):
