@@ -12,7 +12,8 @@ source, as a freeze does). Prints the median, min and max seconds per playbook.
 
 --playbooks DIR (repeatable) times the playbooks in DIR instead of playbooks/, e.g. an older
 revision's (mkdir /tmp/old && git archive REV playbooks | tar -x -C /tmp/old); with several,
-each round runs every DIR in turn, so a noisy machine weighs on all of them alike.
+each round runs every DIR in turn, so a noisy machine weighs on all of them alike. (Playbooks
+from before warm waves know no state rendered/started/stopped: their "warm" rows do nothing.)
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ from migrate.adapters import ansible
 from migrate.facts.cutover import FrontDoorUpstreams
 from migrate.steps import wave as wave_steps
 from migrate.steps.app import Configure, Freeze
+
+try:  # warm waves: the configuration rendered before the freeze, the start inside it
+    from migrate.steps.app import StartTargets
+except ImportError:
+    StartTargets = None
 from migrate.steps.base import Run
 
 
@@ -38,18 +44,31 @@ class _Absent(dict):
         return False
 
 
+def _action(step, run, label: str, which: str) -> tuple[str, str, list[str], dict]:
+    a = step.plan(run, _Absent()).actions[0]
+    a = a if which == "do" else a.undo
+    p = a.args
+    return f"{label} {p['vars']['state']} ({p['hosts'][0]})", p["playbook"], p["hosts"], p["vars"]
+
+
 def cases(inv: config.Inventory, wave: str) -> list[tuple[str, str, list[str], dict]]:
-    """(label, playbook, hosts, vars) in the order a wave and its rollback run them."""
+    """(label, playbook, hosts, vars) in the order a wave and its rollback run them: the freeze
+    and its undo, the target configuration (rendered and started) and its undo, then, if the
+    steps have warm waves, the same as a warm wave runs them (rendered before the freeze, started
+    inside it), then the front door's switch and its undo."""
     run = Run(inv, wave, "bench")
     steps = wave_steps.build(inv.spec, wave)
     found = []
-    for kind, label in ((Freeze, "maintenance"), (Configure, "app_config")):
-        for step in (s for s in steps if isinstance(s, kind)):
-            action = step.plan(run, _Absent()).actions[0]
-            for name, a in (("do", action), ("undo", action.undo)):
-                p = a.args
-                state = p["vars"]["state"]
-                found.append((f"{label} {state} ({p['hosts'][0]})", p["playbook"], p["hosts"], p["vars"]))
+    for step in (s for s in steps if isinstance(s, Freeze)):
+        found += [_action(step, run, "maintenance", "do"), _action(step, run, "maintenance", "undo")]
+    for step in (s for s in steps if isinstance(s, Configure)):
+        found += [_action(step, run, "app_config", "do"), _action(step, run, "app_config", "undo")]
+    if StartTargets is not None:
+        warm = wave_steps.build(inv.spec, wave, warm=True) + steps
+        for step in (s for s in warm if isinstance(s, Configure) and not s.start):
+            start = next(s for s in warm if isinstance(s, StartTargets) and s.host == step.host)
+            found += [_action(step, run, "warm app_config", "do"), _action(start, run, "warm app_config", "do"),
+                      _action(start, run, "warm app_config", "undo"), _action(step, run, "warm app_config", "undo")]
     entry = inv.spec.entry_point
     if entry.proxy_host:
         before = FrontDoorUpstreams(entry.proxy_host, entry.proxy_config_path).collect(inv)
