@@ -9,13 +9,16 @@ from migrate.adapters import db
 from migrate.engine.context import Context
 from migrate.engine.registry import operation
 from migrate.errors import AwaitingApproval, StepFailed
+from migrate.model import layout
 from migrate.ops.common import chunk_progress, s3, transfer_log
 from migrate.transfer import dbcopy, sync
 from migrate.transfer.chunks import Chunk
 from migrate.transfer.roles import RoleMap
+from migrate.verify import incremental
 
 ATTEMPT = "sync_attempt"     # a slot made for one copy: its consistent point names the attempt
 CAUGHT_UP = "sync_caught_up"  # the target confirmed the fenced position (before the slot is dropped)
+BASELINE = "verify_baseline"  # per database: what the freeze's verification recomputes against
 FENCE_WAIT_SECONDS = 120.0
 LAG_OK_BYTES = 16 * 1024 * 1024
 
@@ -121,7 +124,19 @@ def check(ctx: Context, *, databases: list[dict], wait: float) -> dict:
         sides = {k: d[k] for k in ("source", "source_db", "target", "target_db")}
         _no_ddl(ctx, d["label"], sides)
         found[d["label"]] = _close_behind(ctx, d["label"], sides, wait)
-    return {"lag_bytes": found}
+    seconds = {}
+    for d in databases:
+        started = time.monotonic()
+        system, name = d["label"].split("/", 1)
+        base = incremental.baseline(ctx.inv, ctx.inv.spec.systems[system].databases[name])
+        ctx.record(BASELINE, {"database": d["label"], "baseline": base}, step=layout.CUTOVER_CHECK_ID)
+        seconds[d["label"]] = round(time.monotonic() - started, 3)
+    return {"lag_bytes": found, "baseline_seconds": seconds}
+
+
+def baselines(journal, run_id: str) -> dict[str, dict]:
+    """The newest baseline of each database this run took (for the freeze's verification)."""
+    return {r.data["database"]: r.data["baseline"] for r in journal.records(run_id=run_id) if r.kind == BASELINE}
 
 
 def _no_ddl(ctx: Context, label: str, sides: dict) -> None:

@@ -7,19 +7,26 @@ from migrate.engine.events import Bus
 from migrate.engine.registry import operation
 from migrate.errors import VerificationFailed
 from migrate.model import layout
+from migrate.ops.sync import baselines
+from migrate.verify import incremental as since
 from migrate.verify import report, runner
 
 
 @operation(layout.EVIDENCE_OP)
-def evidence_digest(ctx: Context, *, system: str, database: str) -> dict:
+def evidence_digest(ctx: Context, *, system: str, database: str, incremental: bool = False) -> dict:
     d = ctx.inv.spec.systems[system].databases[database]
+    base = baselines(ctx.journal, ctx.run_id).get(f"{system}/{database}") if incremental else None
     # The result lands in the journal (effect_done) before the copy starts: the "before" proof.
-    return {"digests": runner.source_evidence(ctx.inv, d)}
+    if base is None:
+        return {"digests": runner.source_evidence(ctx.inv, d)}
+    return {"digests": since.source_evidence_since(ctx.inv, d, base), "from_baseline": True}
 
 
 @operation("verify.wave")
-def verify_wave(ctx: Context, *, depth: str) -> dict:
-    result = runner.verify(ctx.inv, ctx.wave, run_id=ctx.run_id, depth=depth, bus=Bus(), journal=ctx.journal)
+def verify_wave(ctx: Context, *, depth: str, incremental: bool = False) -> dict:
+    bases = baselines(ctx.journal, ctx.run_id) if incremental else None
+    result = runner.verify(ctx.inv, ctx.wave, run_id=ctx.run_id, depth=depth, bus=Bus(), journal=ctx.journal,
+                           baselines=bases)
     path = report.record(ctx.inv, ctx.journal, result, ctx.run_id, step=layout.VERIFY_ID)
     if not result.passed:
         raise VerificationFailed(f"{len(result.differences)} difference(s) between source and target"

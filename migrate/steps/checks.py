@@ -22,13 +22,15 @@ class EvidenceDigest(Step):
     server: str
     dbname: str
     tables: tuple[str, ...]
+    incremental: bool = False  # a warm wave: from the baseline taken before the freeze, same digest
 
     @property
     def id(self) -> str:
         return layout.evidence_id(self.system, self.name)
 
     def plan(self, run: Run, facts) -> StepPlan:
-        action = reading(layout.EVIDENCE_OP, {"system": self.system, "database": self.name},
+        args = {"system": self.system, "database": self.name}
+        action = reading(layout.EVIDENCE_OP, {**args, "incremental": True} if self.incremental else args,
                          f"digest {', '.join(self.tables)} on {self.server}/{self.dbname} before the copy")
         return StepPlan(self.id, self.system, f"legal-evidence digest of {self.name} (source)", (action,))
 
@@ -36,9 +38,12 @@ class EvidenceDigest(Step):
 @dataclass(frozen=True)
 class VerifyWave(Step):
     systems: tuple[str, ...]
+    incremental: bool = False  # a warm wave: recompute only what may have changed since the baseline
     id = layout.VERIFY_ID
 
     def plan(self, run: Run, facts) -> StepPlan:
-        action = reading("verify.wave", {"depth": WAVE_DEPTH},
-                         f"verify {', '.join(self.systems)}: rows, schema, sequences, documents, totals, evidence")
+        args = {"depth": WAVE_DEPTH, "incremental": True} if self.incremental else {"depth": WAVE_DEPTH}
+        since = " (every row; recomputed where it may have changed since the baseline)" if self.incremental else ""
+        action = reading("verify.wave", args, f"verify {', '.join(self.systems)}: rows, schema, sequences,"
+                                              f" documents, totals, evidence{since}")
         return StepPlan(self.id, "+".join(self.systems), "verify the target against the source", (action,))

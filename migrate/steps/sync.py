@@ -120,14 +120,16 @@ def _systems(databases) -> str:
 @dataclass(frozen=True)
 class CutoverCheck(Step):
     """Before the freeze: every database streams and is close behind, and no DDL ran on the
-    source since the sync began (logical replication does not carry DDL)."""
+    source since the sync began (logical replication does not carry DDL). Then the baseline of
+    the freeze's verification (see `migrate.verify.incremental`), taken while the source is live."""
 
     databases: tuple[tuple[str, str], ...]  # (system, database)
     id = layout.CUTOVER_CHECK_ID
 
     def plan(self, run: Run, facts) -> StepPlan:
         action = reading("sync.check", {"databases": _labelled(run, self.databases), "wait": LAG_WAIT_SECONDS},
-                         "every database streams, is nearly caught up and has the source's schema")
+                         "every database streams, is nearly caught up and has the source's schema;"
+                         " the baseline of the freeze's verification")
         return StepPlan(self.id, _systems(self.databases), "ready to freeze: in sync, no DDL", (action,))
 
 

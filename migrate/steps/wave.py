@@ -9,6 +9,8 @@ the graph is built from the spec alone.
 
 from __future__ import annotations
 
+import dataclasses
+
 from migrate.config import order_systems
 from migrate.steps.app import Configure, Freeze, StartTargets, TargetConfig
 from migrate.steps.archive import RestoreArchive, StageArchive
@@ -79,6 +81,16 @@ def _restore_databases(spec, systems):
 
 def _verify(spec, systems):
     yield VerifyWave(tuple(name for name, _ in systems))
+
+
+def _evidence_since(spec, systems):
+    # A warm wave: after the fence, from the baseline cutover-check took.
+    for step in _evidence(spec, systems):
+        yield dataclasses.replace(step, incremental=True)
+
+
+def _verify_since(spec, systems):
+    yield VerifyWave(tuple(name for name, _ in systems), incremental=True)
 
 
 def _way_back(spec, systems):
@@ -183,7 +195,7 @@ PHASES = (_freeze, _evidence, _open_staging, _stage_databases, _stage_archive, _
 # configuration is rendered before); the freeze (maintenance, then the fence) holds only the
 # catch-up, the documents, verification, the start of the target and the switch.
 WARM_PHASES = (_open_staging, _stage_databases, _create_databases, _sync_databases, _render, _synced,
-               _cutover_check, _freeze, _fence, _evidence, _stage_archive, _restore_archive, _verify,
+               _cutover_check, _freeze, _fence, _evidence_since, _stage_archive, _restore_archive, _verify_since,
                _way_back_unswitched, _start, _health, _gate, _way_back, _switch)
 
 

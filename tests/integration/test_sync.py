@@ -263,3 +263,40 @@ def test_a_cutover_killed_inside_the_fence_resumes_and_loses_nothing(clean_lab):
     assert len(on_target) == len(set(on_target)) and set(writer.ids) <= set(on_target)
     assert lab.migrate("rollback", "wave-1", "--yes", timeout=600).returncode == 0
     assert replication_leftovers() == {}
+
+
+def test_differences_before_and_during_the_freeze_are_found_and_refuse_the_cutover(clean_lab):
+    lab.drain_spool()
+    before = lab.snapshot()
+    assert lab.migrate("sync", "wave-1", "--yes").returncode == 0
+    with psycopg.connect(lab.dsn("target", "presenze"), autocommit=True) as conn:
+        low, high = conn.execute("SELECT min(punch_id), max(punch_id) FROM punch").fetchone()
+        # Before the freeze, in a range nobody else touches: on the target only.
+        conn.execute("UPDATE punch SET direction = CASE direction WHEN 'IN' THEN 'OUT' ELSE 'IN' END"
+                     " WHERE punch_id = %s", (low,))
+    proc = subprocess.Popen([sys.executable, "-m", "migrate.cli", "-i", str(lab.INVENTORY), "--json", "run",
+                             "wave-1", "--yes", *APPROVE], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    events = []
+    for line in proc.stdout:
+        events.append(json.loads(line))
+        if events[-1].get("event") == "action" and events[-1].get("step") == "attendance/fence-db:presenze":
+            with psycopg.connect(lab.dsn("target", "presenze"), autocommit=True) as conn:  # during the freeze
+                conn.execute("UPDATE punch SET correction_note = 'changed in the freeze' WHERE punch_id = %s",
+                             (high - 1,))
+    proc.wait(timeout=600)
+    error = proc.stderr.read()
+    assert proc.returncode == 1, error
+    assert "difference(s) between source and target" in error
+    status = wave_status()
+    assert [s["state"] for s in status["steps"] if s["id"] == "verify"] == ["failed"]
+    assert "start:tgt-app" not in [s["id"] for s in status["steps"] if s["state"] == "done"]
+    report = json.loads(lab.migrate("--json", "report", "wave-1").stdout)
+    punches = sorted((d["key"]["punch_id"], tuple(d["columns"])) for d in report["differences"]
+                     if d["object"] == "public.punch" and d["area"] == "rows")
+    assert punches == sorted([(str(low), ("direction",)), (str(high - 1), ("correction_note",))])
+    # The target's own audit trigger logged both writes: found as rows the source does not have.
+    assert {d["problem"] for d in report["differences"] if d["object"] == "public.audit_log"} == {"extra_on_target"}
+    modes = {t["table"]: t.get("mode") for t in report["tables"] if t["database"] == "attendance/presenze"}
+    assert modes["public.punch"] == "incremental"
+    assert lab.migrate("rollback", "wave-1", "--yes", timeout=600).returncode == 0
+    assert lab.snapshot() == before
