@@ -28,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from migrate.lab import api as lab_api
 from migrate.lab.api import LabPorts

@@ -64,7 +64,7 @@ def summary(results) -> str:
 
 def measure(inv, d, base: dict, label: str) -> None:
     if d.evidence_tables:
-        since, _ = timed(incremental.source_evidence_since, inv, d, base)
+        since, _ = timed(runner.source_evidence, inv, d, base)
         full, _ = timed(runner.source_evidence, inv, d)
         print(f"{label}: source evidence digests after the fence: from the baseline {since:.2f} s, full {full:.2f} s")
     for attempt in (1, 2):

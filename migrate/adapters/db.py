@@ -37,6 +37,17 @@ def conninfo(inv: Inventory, server: str, dbname: str) -> str:
     return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in parts.items()})
 
 
+def subscription_conninfo(inv: Inventory, *, to: str, dbname: str, on: str, name: str) -> str:
+    """How server `on` reaches server `to` for a subscription: no password in the catalog, a
+    passfile on `on`'s host (`db_servers.<on>.replication_passfile`); `name` is the walsender's
+    application_name on `to` (where the lag is read)."""
+    t, passfile = inv.spec.db_servers[to], inv.spec.db_servers[on].replication_passfile
+    if passfile and not passfile.startswith("/"):
+        passfile = str(inv.resolve(passfile))
+    return psycopg.conninfo.make_conninfo(host=t.host, port=str(t.port), dbname=dbname, user=t.user,
+                                          sslmode=t.sslmode, passfile=passfile or "", application_name=name)
+
+
 def secret_env(inv: Inventory, server: str) -> dict:
     """Environment for a child process: the password only when the spec takes it from one."""
     s = inv.spec.db_servers[server]

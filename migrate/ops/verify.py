@@ -8,7 +8,6 @@ from migrate.engine.registry import operation
 from migrate.errors import VerificationFailed
 from migrate.model import layout
 from migrate.ops.sync import baselines
-from migrate.verify import incremental as since
 from migrate.verify import report, runner
 
 
@@ -19,7 +18,7 @@ def evidence_digest(ctx: Context, *, system: str, database: str, incremental: bo
     # The result lands in the journal (effect_done) before the copy starts: the "before" proof.
     if base is None:
         return {"digests": runner.source_evidence(ctx.inv, d)}
-    return {"digests": since.source_evidence_since(ctx.inv, d, base), "from_baseline": True}
+    return {"digests": runner.source_evidence(ctx.inv, d, base), "from_baseline": True}
 
 
 @operation("verify.wave")

@@ -163,18 +163,6 @@ def our_slots(inv: Inventory, server: str) -> list[dict]:
 
 # --- the target: subscription -----------------------------------------------------------------
 
-def subscription_conninfo(inv: Inventory, *, source: str, source_db: str, target: str) -> str:
-    """How the target server reaches the source: no password, a passfile on the target's host."""
-    s, t = inv.spec.db_servers[source], inv.spec.db_servers[target]
-    passfile = t.replication_passfile
-    if passfile and not passfile.startswith("/"):
-        passfile = str(inv.resolve(passfile))
-    # application_name: the walsender's name in pg_stat_replication, where status reads the lag.
-    return psycopg.conninfo.make_conninfo(host=s.host, port=str(s.port), dbname=source_db, user=s.user,
-                                          sslmode=s.sslmode, passfile=passfile or "",
-                                          application_name=name_for(source_db))
-
-
 def subscribed(inv: Inventory, *, target: str, target_db: str, source_db: str) -> bool:
     if not db.database_exists(inv, target, target_db):
         return False
@@ -185,7 +173,7 @@ def subscribed(inv: Inventory, *, target: str, target_db: str, source_db: str) -
 def follow(inv: Inventory, *, source: str, source_db: str, target: str, target_db: str) -> dict:
     """The subscription on the target, bound to the slot made at the copy's snapshot."""
     name = name_for(source_db)
-    info = subscription_conninfo(inv, source=source, source_db=source_db, target=target)
+    info = db.subscription_conninfo(inv, to=source, dbname=source_db, on=target, name=name)
     with _connect(inv, target, target_db) as conn:
         if not conn.execute(OWN_SUBSCRIPTION, (name,)).fetchone():
             _run(conn, f"subscription {name} on {target}/{target_db}", sql.SQL(

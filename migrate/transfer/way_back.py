@@ -34,17 +34,6 @@ def name_for(dbname: str) -> str:
     return ("migrate_back_" + re.sub(r"[^a-z0-9_]", "_", dbname.lower()))[:63]
 
 
-def subscription_conninfo(inv: Inventory, *, source: str, target: str, target_db: str) -> str:
-    """How the source server reaches the target: no password, a passfile on the source's host."""
-    t, s = inv.spec.db_servers[target], inv.spec.db_servers[source]
-    passfile = s.replication_passfile
-    if passfile and not passfile.startswith("/"):
-        passfile = str(inv.resolve(passfile))
-    return psycopg.conninfo.make_conninfo(host=t.host, port=str(t.port), dbname=target_db, user=t.user,
-                                          sslmode=t.sslmode, passfile=passfile or "",
-                                          application_name="migrate-way-back")
-
-
 def start(inv: Inventory, *, source: str, source_db: str, target: str, target_db: str) -> dict:
     name = name_for(target_db)
     with _session(inv, target, target_db) as conn:
@@ -55,7 +44,7 @@ def start(inv: Inventory, *, source: str, source_db: str, target: str, target_db
                 sql.Identifier(schema), sql.Identifier(table)))
         if not _exists(conn, "SELECT 1 FROM pg_publication WHERE pubname = %s", name):
             conn.execute(sql.SQL("CREATE PUBLICATION {} FOR ALL TABLES").format(sql.Identifier(name)))
-    info = subscription_conninfo(inv, source=source, target=target, target_db=target_db)
+    info = db.subscription_conninfo(inv, to=target, dbname=target_db, on=source, name="migrate-way-back")
     with _session(inv, source, source_db) as conn:
         if not _exists(conn, OWN_SUBSCRIPTION, name):
             _run(conn, f"subscription {name} on {source}/{source_db}", sql.SQL(

@@ -349,23 +349,6 @@ def _result(result: TableResult, started: float, before: int, pair: probes.Pair,
     return IncrementalResult(**fields, **figures)
 
 
-def source_evidence_since(inv: Inventory, d: Database, base: dict) -> dict[str, dict]:
-    """What `runner.source_evidence` returns (the source's evidence digests, taken after the
-    fence), from the baseline's source blocks wherever the source did not change since."""
-    check_baseline(base, d)
-    session = probes.Session(inv, d.source.server, d.source.dbname)
-    try:
-        tables = probes.tables(session)
-        found = {}
-        for name in map(evidence.qualified, d.evidence_tables):
-            if name not in tables:
-                raise MigrateError(f"evidence table {name} is not in {d.source.server}/{d.source.dbname}")
-            found[name] = source_digest(session, rows.shape(tables[name], tables[name]), base["tables"].get(name))
-        return found
-    finally:
-        session.close()
-
-
 def source_digest(session: probes.Session, s: rows.Shape, base: dict | None) -> dict:
     """One evidence table's digest on the source: the same as `evidence.digest`'s."""
     window = None

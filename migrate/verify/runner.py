@@ -166,8 +166,12 @@ def compare_tables(inv: Inventory, d: Database, label: str, tables: list, depth:
     return sorted(results, key=lambda r: r[0].table)
 
 
-def source_evidence(inv: Inventory, d: Database) -> dict[str, dict]:
-    """The digests of the evidence tables on the source: what the wave journals before copying."""
+def source_evidence(inv: Inventory, d: Database, base: dict | None = None) -> dict[str, dict]:
+    """The digests of the evidence tables on the source: what the wave journals before copying.
+    With `base` (a warm wave's baseline, see verify.incremental), the same digests, recomputed
+    only where the source changed since."""
+    if base is not None:
+        incremental.check_baseline(base, d)
     session = probes.Session(inv, d.source.server, d.source.dbname)
     try:
         tables = probes.tables(session)
@@ -175,7 +179,9 @@ def source_evidence(inv: Inventory, d: Database) -> dict[str, dict]:
         for table in map(evidence.qualified, d.evidence_tables):
             if table not in tables:
                 raise MigrateError(f"evidence table {table} is not in {d.source.server}/{d.source.dbname}")
-            found[table] = evidence.digest(session, tables[table], tables[table].columns)
+            t = tables[table]
+            found[table] = (evidence.digest(session, t, t.columns) if base is None else
+                            incremental.source_digest(session, rows.shape(t, t), base["tables"].get(table)))
         return found
     finally:
         session.close()

@@ -148,8 +148,8 @@ EVERY_STEP = ["freeze:src-app", "attendance/evidence:presenze", "staging:comune-
               "personnel/stage-db:personale", "attendance/stage-db:presenze", "personnel/stage-archive",
               "personnel/restore-archive", "personnel/create-db:personale",
               "attendance/create-db:presenze", "personnel/restore-db:personale", "attendance/restore-db:presenze",
-              "verify", "personnel/way-back:personale", "attendance/way-back:presenze", "configure:tgt-app",
-              "target-health", "go-no-go", "switch-entry"]
+              "verify", "configure:tgt-app", "target-health", "go-no-go", "personnel/way-back:personale",
+              "attendance/way-back:presenze", "switch-entry"]
 BOUNDARIES = EVERY_STEP if os.environ.get("MIGRATE_TEST_EVERY_BOUNDARY") else [
     "freeze:src-app", "attendance/way-back:presenze", "configure:tgt-app", "switch-entry"]
 

@@ -108,7 +108,8 @@ def test_dry_run_and_plan_change_nothing(clean_lab):
     result = json.loads(planned.stdout.strip().splitlines()[-1])
     steps = [s["id"] for s in result["plan"]["steps"]]
     assert steps[0] == "freeze:src-app" and steps.index("verify") < steps.index("attendance/way-back:presenze")
-    assert steps[-5:] == ["configure:tgt-app", "target-health", "go-no-go", "switch-entry", "post-cutover"]
+    assert steps[-7:] == ["configure:tgt-app", "target-health", "go-no-go", "personnel/way-back:personale",
+                          "attendance/way-back:presenze", "switch-entry", "post-cutover"]
     assert lab.snapshot() == before
     status = json.loads(lab.migrate("--json", "status", "wave-1").stdout)
     assert status["waves"]["wave-1"]["status"] == "not started"
