@@ -1,11 +1,12 @@
 """The cutover: the way back, the target's health, the go/no-go gate, the entry point switch
 and the checks after it.
 
-Order in the wave (see `migrate.steps.wave.PHASES`): after verification, the way back (target
--> source replication) is set up while the source is still frozen and before the target opens
-for writes; then the target applications start (`configure`), their health pages must name the
-target database, the gate waits for a human (or the spec's `automatic`), the front door and
-DNS switch, and the checks through the front door must pass, else the run rolls back at once.
+Order in the wave (see `migrate.steps.wave.PHASES`): after verification the target
+applications start (`configure`), their health pages must name the target database, the gate
+waits for a human (or the spec's `automatic`); then the way back (target -> source replication)
+starts, right before the front door and DNS switch, so that nothing written on the target at
+the gate reaches the source; the checks through the front door must pass, else the run rolls
+back at once.
 """
 
 from __future__ import annotations
