@@ -1,7 +1,7 @@
 """Benchmark: the freeze's row verification of presenze, incremental against full, on a lab.
 
     MIGRATE_TEST_LAB=.lab-incr MIGRATE_TEST_PORT_OFFSET=5000 .venv/bin/python bench/verify_incremental.py \
-        [--punches 200] [--updates 50] [--touch] [--keep]
+        [--punches 200] [--updates 50] [--keep]
 
 The lab must be up (`migrate lab up`, or the integration tests' lab with those variables). The
 lab is reset, `migrate sync wave-1` run, a baseline taken while the source is live, then
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from migrate import config
 from migrate.engine.events import Bus
 from migrate.transfer import sync
-from migrate.verify import incremental, runner, touch
+from migrate.verify import incremental, runner
 from tests.integration import lab_support as lab
 
 PUNCH = ("INSERT INTO punch (employee_id, punched_at, direction, origin, recorded_at)"
@@ -96,7 +96,6 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--punches", type=int, default=200)
     parser.add_argument("--updates", type=int, default=50)
-    parser.add_argument("--touch", action="store_true", help="install the touch log before the baseline")
     parser.add_argument("--keep", action="store_true", help="leave the wave synced")
     parser.add_argument("--no-reset", action="store_true", help="the wave is synced already")
     args = parser.parse_args()
@@ -110,8 +109,6 @@ def main() -> int:
     inv = config.load(lab.INVENTORY)
     d = inv.spec.systems["attendance"].databases["presenze"]
     try:
-        if args.touch:
-            print("touch log:", touch.install_touch_log(inv, d.target.server, d.target.dbname))
         caught_up(inv, d)
         rows_only = d.model_copy(update={"evidence_tables": []})
         bases = {}

@@ -11,13 +11,13 @@ hashes and xids only: never a value.
 Freeze (`compare_table`, or `verify_since` for one database): one scan per side groups the rows
 by segment, counting them and those written since that side's baseline snapshot (see
 `segments`). A segment that was equal at the baseline and that neither side changed since is
-equal now; every other one (differed then, changed since on either side, touched in the touch
-log, or keys beyond the baseline's range) is compared exactly with `rows.bisect`, which names
-keys and columns as a full comparison would. An evidence table's block digests are recomputed
-for its changed blocks only and chained with the baseline's others: the same digest a full
-pass gives. A table is compared in full when it has no usable baseline, its shape changed, it
-has a hashed key and is small (or would need many scans), the baseline is too many xids back,
-or the touch log the baseline relied on is broken or saw a TRUNCATE.
+equal now; every other one (differed then, changed since on either side, or keys beyond the
+baseline's range) is compared exactly with `rows.bisect`, which names keys and columns as a full
+comparison would. Nothing is installed on either side: a TRUNCATE, like any delete, shows as a
+lower count. An evidence table's block digests are recomputed for its changed blocks only and
+chained with the baseline's others: the same digest a full pass gives. A table is compared in
+full when it has no usable baseline, its shape changed, it has a hashed key and is small (or
+would need many scans), or the baseline is too many xids back.
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from migrate.config import Database, Inventory
 from migrate.errors import MigrateError
 from migrate.transfer import catalog
 from migrate.transfer.pool import Pool, worker_count
-from migrate.verify import evidence, probes, rows, segments, touch
+from migrate.verify import evidence, probes, rows, segments
 from migrate.verify.model import TableResult
 from migrate.verify.segments import Grid, Snapshot
 
-VERSION = 1
+VERSION = 2                # of the baseline's JSON: a baseline of another version is taken again
 SIDES = ("source", "target")
 HASH_FULL_ROWS = 100_000   # below this, a hashed key's table is compared in full (one pass, as cheap)
 HASH_MAX_RUNS = 4          # each range of a hashed key is a scan of the table: beyond this, full
@@ -65,7 +65,6 @@ class Plan:
     grid: Grid
     now: tuple[dict, dict]            # per side {seg: (rows, rows written since the baseline)}
     outside: list[tuple[int, int]]    # key ranges below / above the grid holding rows now
-    touched: frozenset[int]
 
 
 class SnapshotPair(probes.Pair):
@@ -98,11 +97,17 @@ def outside_ranges(g: Grid, found: list[tuple]) -> list[tuple[int, int]]:
     return ([(min(below), g.lo - 1)] if below else []) + ([(g.hi + 1, max(above))] if above else [])
 
 
+def key_sql(s: rows.Shape) -> str:
+    """The key expression as text: a baseline's segments are ranges of it, a freeze that computes
+    the key otherwise compares in full."""
+    return s.key_expression().as_string(None)
+
+
 def full_reason(s: rows.Shape, base: dict | None, is_evidence: bool) -> str | None:
     """Why a table is compared in full whatever the freeze finds, or None."""
     if base is None:
         return "no baseline of this table"
-    if base["key"] != touch.key_sql(s) or base["columns"] != list(s.columns):
+    if base["key"] != key_sql(s) or base["columns"] != list(s.columns):
         return "the table's key or columns changed since the baseline"
     if base["grid"] is None:
         return "empty at the baseline"
@@ -145,19 +150,18 @@ def baseline(inv: Inventory, d: Database, *, segment_rows: int = rows.LEAF_ROWS,
     first = open_snapshot_pair(inv, d)
     try:
         tables = sorted(common_tables(first), key=lambda t: -t[0].estimated_rows)
-        with_touch = touch.installed(first.target)
     finally:
         first.close()
     names = {evidence.qualified(t) for t in d.evidence_tables}
 
     def one(pair: SnapshotPair, item):
-        return baseline_table(pair, rows.shape(*item), item[0].qualified in names, segment_rows, with_touch)
+        return baseline_table(pair, rows.shape(*item), item[0].qualified in names, segment_rows)
 
     size = worker_count(workers or inv.spec.transfer.workers)
     with Pool(size, lambda: open_snapshot_pair(inv, d), name="baseline") as pairs:
         found = dict(pairs.map(one, tables))
-    return {"version": VERSION, "source": _where(d.source), "target": _where(d.target), "touch_log": with_touch,
-            "segment_rows": segment_rows, "taken": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    return {"version": VERSION, "source": _where(d.source), "target": _where(d.target), "segment_rows": segment_rows,
+            "taken": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "seconds": round(time.monotonic() - started, 3), "tables": dict(sorted(found.items()))}
 
 
@@ -165,15 +169,12 @@ def _where(ref) -> dict:
     return {"server": ref.server, "dbname": ref.dbname}
 
 
-def baseline_table(pair: SnapshotPair, s: rows.Shape, is_evidence: bool, segment_rows: int,
-                   with_touch: bool) -> tuple[str, dict]:
-    entry = {"key": touch.key_sql(s), "columns": list(s.columns), "snapshots": dict(pair.snapshots)}
+def baseline_table(pair: SnapshotPair, s: rows.Shape, is_evidence: bool, segment_rows: int) -> tuple[str, dict]:
+    entry = {"key": key_sql(s), "columns": list(s.columns), "snapshots": dict(pair.snapshots)}
     if is_evidence and s.integer_key:
         entry.update(_blocks_baseline(pair, s))
     else:
         entry.update(_segments_baseline(pair, s, segment_rows))
-    if with_touch:
-        entry["touch"] = touch.problem(pair.target, s) is None
     return s.facts.qualified, entry
 
 
@@ -260,22 +261,7 @@ def _plan(pair: probes.Pair, s: rows.Shape, base: dict) -> Plan | str:
     if None in windows:
         return TOO_FAR
     src, tgt = pair.both(scan_query(s, g, windows[0]), scan_query(s, g, windows[1]))
-    touched = _touched(pair, s, g, base)
-    if isinstance(touched, str):
-        return touched
-    return Plan(g, (scan_counts(src), scan_counts(tgt)), outside_ranges(g, src + tgt), frozenset(touched))
-
-
-def _touched(pair: probes.Pair, s: rows.Shape, g: Grid, base: dict) -> set[int] | str:
-    if not base.get("touch"):
-        return set()
-    if not touch.installed(pair.target):
-        return "the touch log the baseline used is gone"
-    problem = touch.problem(pair.target, s)
-    if problem:
-        return problem
-    found, whole = touch.touched(pair.target, s, g, base["snapshots"]["target"])
-    return "the touch log holds a TRUNCATE since the baseline" if whole else found
+    return Plan(g, (scan_counts(src), scan_counts(tgt)), outside_ranges(g, src + tgt))
 
 
 def _then(base: dict) -> tuple[dict, dict]:
@@ -284,7 +270,7 @@ def _then(base: dict) -> tuple[dict, dict]:
 
 def _compare_segments(pair: probes.Pair, s: rows.Shape, database: str, base: dict, plan: Plan):
     g = plan.grid
-    dirty = segments.dirty_segments(base["mismatched"], _then(base), plan.now, plan.touched)
+    dirty = segments.dirty_segments(base["mismatched"], _then(base), plan.now)
     ranges = [segments.run_bounds(g, run) for run in segments.runs(dirty, g.size)]
     ranges += [(lo, hi, segments.parts_for(hi - lo + 1, g.width, rows.TOP_SEGMENTS_MAX)) for lo, hi in plan.outside]
     if not s.integer_key and len(ranges) > HASH_MAX_RUNS:

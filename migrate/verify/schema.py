@@ -17,13 +17,8 @@ from psycopg import sql
 
 from migrate.config import Database
 from migrate.transfer.roles import RoleMap
-from migrate.verify import touch
 from migrate.verify.model import Difference
-from migrate.verify.probes import USER_SCHEMAS as ALL_USER_SCHEMAS
-from migrate.verify.probes import Session
-
-# The touch log of a warm wave's target (verify.touch) is ours, not the database's.
-USER_SCHEMAS = f"{ALL_USER_SCHEMAS} AND {touch.SCHEMA_FILTER}"
+from migrate.verify.probes import USER_SCHEMAS, Session
 
 NOT_FROM_EXTENSION = "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = {oid} AND d.deptype = 'e')"
 
@@ -57,7 +52,7 @@ SNAPSHOT = {
     "trigger": f"""
         SELECT n.nspname || '.' || r.relname || '.' || t.tgname, pg_get_triggerdef(t.oid) || ' ' || t.tgenabled::text
         FROM pg_trigger t JOIN pg_class r ON r.oid = t.tgrelid JOIN pg_namespace n ON n.oid = r.relnamespace
-        WHERE NOT t.tgisinternal AND {touch.TRIGGER_FILTER} AND {USER_SCHEMAS}""",
+        WHERE NOT t.tgisinternal AND {USER_SCHEMAS}""",
     "view": f"""
         SELECT n.nspname || '.' || c.relname, c.relkind::text || ' ' || pg_get_viewdef(c.oid)
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

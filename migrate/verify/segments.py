@@ -105,12 +105,11 @@ def changed_segments(then: dict[int, int], now: dict[int, tuple[int, int]]) -> s
             if now.get(seg, (0, 0))[1] or now.get(seg, (0, 0))[0] != then.get(seg, 0)}
 
 
-def dirty_segments(mismatched: Iterable[int], then: tuple[dict, dict], now: tuple[dict, dict],
-                   touched: Iterable[int] = ()) -> set[int]:
+def dirty_segments(mismatched: Iterable[int], then: tuple[dict, dict], now: tuple[dict, dict]) -> set[int]:
     """What the freeze recomputes: segments that differed at the baseline, and those either side
     may have changed in since (then/now: (source, target)); a segment outside both is equal now
     because it was equal then and neither side changed it."""
-    found = set(mismatched) | set(touched)
+    found = set(mismatched)
     for side_then, side_now in zip(then, now):
         found |= changed_segments(side_then, side_now)
     return found

@@ -11,7 +11,7 @@ import pytest
 from migrate import config
 from migrate.engine.events import Bus
 from migrate.transfer import sync
-from migrate.verify import evidence, incremental, rows, runner, touch
+from migrate.verify import evidence, incremental, rows, runner
 from tests.integration import lab_support as lab
 
 pytestmark = pytest.mark.integration
@@ -25,7 +25,7 @@ PUNCH = ("INSERT INTO punch (employee_id, punched_at, direction, origin, recorde
 
 @contextmanager
 def session(side: str):
-    """Writes as one change each: the lab's own audit triggers stay quiet (ours fire ALWAYS)."""
+    """Writes as one change each: the lab's own audit triggers stay quiet."""
     with psycopg.connect(lab.dsn(side, "presenze"), autocommit=True) as conn:
         conn.execute("SET session_replication_role = replica")
         yield conn
@@ -68,25 +68,20 @@ def synced(clean_lab):
 
 def test_freeze_recomputes_only_what_changed_and_names_exactly_the_differences(synced):
     inv, d = presenze()
-    assert touch.install_touch_log(inv, d.target.server, d.target.dbname)["tables"] == 17
-    assert touch.install_touch_log(inv, d.target.server, d.target.dbname)["tables"] == 17  # idempotent
     with session("target") as conn:
         before, = conn.execute(FLIP, (5,)).fetchone()
     caught_up(inv, d)
     base = incremental.baseline(inv, rows_only(d), segment_rows=100)
     full_base = incremental.baseline(inv, d, segment_rows=100)
     punch = base["tables"]["public.punch"]
-    assert punch["touch"] and punch["mismatched"] == [0] and punch["grid"]["width"] < 200
+    assert base["version"] == incremental.VERSION and set(punch) >= {"key", "grid", "counts", "snapshots"}
+    assert punch["mismatched"] == [0] and punch["grid"]["width"] < 200
     with session("target") as conn:
         after, = conn.execute(FLIP, (3001,)).fetchone()
     with psycopg.connect(lab.dsn("source", "presenze"), autocommit=True) as conn:
         new = [conn.execute(PUNCH).fetchone()[0] for _ in range(25)]
         conn.execute("UPDATE punch SET correction_note = 'rettifica' WHERE punch_id = 4000")
     caught_up(inv, d)
-    with session("target") as conn:  # the apply worker's writes fired our triggers
-        applied, = conn.execute("SELECT count(*) FROM migrate_touch.keys WHERE tbl = 'public.punch' AND k = ANY(%s)",
-                                (new + [4000],)).fetchone()
-    assert applied == len(new) + 1
 
     results = by_table(incremental.verify_since(inv, rows_only(d), base))
     punch_now = results["public.punch"]
@@ -111,8 +106,7 @@ def test_freeze_recomputes_only_what_changed_and_names_exactly_the_differences(s
     assert inc.mode == "incremental" and digests == full_digests and keys(inc) == keys(whole) == keys(punch_now)
     assert runner.source_evidence(inv, d, full_base) == runner.source_evidence(inv, d)
 
-    # The whole verification with the baseline: rows compared incrementally, our triggers and
-    # schema invisible to the schema comparison.
+    # The whole verification with the baseline: rows compared incrementally, no schema difference.
     report = runner.verify(inv, "wave-1", run_id=None, depth="checksums", bus=Bus(),
                            baselines={"attendance/presenze": full_base})
     assert not [x for x in report.differences if x.area == "schema"]
@@ -121,30 +115,24 @@ def test_freeze_recomputes_only_what_changed_and_names_exactly_the_differences(s
     modes = {t.table: t.mode for t in report.tables if t.database == "attendance/presenze"}
     assert modes["public.punch"] == modes["public.monthly_timesheet"] == "incremental"
 
-    # A change the touch log cannot see (its trigger disabled): the table is compared in full.
-    with session("target") as conn:
-        conn.execute("ALTER TABLE punch DISABLE TRIGGER migrate_touch_row")
-        gone, = conn.execute("DELETE FROM punch WHERE punch_id = 1500 RETURNING punch_id").fetchone()
-    punch_now = by_table(incremental.verify_since(inv, rows_only(d), base))["public.punch"]
-    assert punch_now.mode == "full" and "trigger" in punch_now.reason
-    assert ("missing_on_target", (("punch_id", str(gone)),), ()) in keys(punch_now)
+    # A TRUNCATE on the target after the baseline, followed by nothing (no row written since:
+    # the counts tell): every row of the table is found missing, and only there.
     with session("target") as conn:
         conn.execute("TRUNCATE overtime")
-    overtime = by_table(incremental.verify_since(inv, rows_only(d), base))["public.overtime"]
-    assert overtime.mode == "full" and "TRUNCATE" in overtime.reason
+    results = by_table(incremental.verify_since(inv, rows_only(d), base))
+    overtime = results["public.overtime"]
+    assert overtime.mode == "incremental", overtime.reason
+    assert overtime.target_rows == 0 and overtime.dirty == overtime.segments > 0
     assert {x.problem for x in overtime.differences} == {"missing_on_target"}
-    assert len(overtime.differences) == base["tables"]["public.overtime"]["rows"]["source"]
-    assert touch.remove_touch_log(inv, d.target.server, d.target.dbname) == {"removed": True}
-    assert touch.remove_touch_log(inv, d.target.server, d.target.dbname) == {"removed": False}
-    with session("target") as conn:
-        assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'migrate\\_touch%'").fetchone() == (0,)
+    assert len(overtime.differences) == overtime.source_rows == base["tables"]["public.overtime"]["rows"]["source"]
+    assert {name for name, r in results.items() if r.differences} == {"public.punch", "public.overtime"}
 
 
-def test_without_touch_log_each_side_still_tells_its_changes_even_those_the_apply_lost(synced):
+def test_each_side_tells_its_changes_even_those_the_apply_lost(synced):
     inv, d = presenze()
     caught_up(inv, d)
     base = incremental.baseline(inv, rows_only(d), segment_rows=100)
-    assert not base["touch_log"] and not any(t["mismatched"] for t in base["tables"].values())
+    assert not any(t["mismatched"] for t in base["tables"].values())
     with session("target") as conn:
         changed, = conn.execute(FLIP, (2500,)).fetchone()
         extra = conn.execute("DELETE FROM punch WHERE punch_id = 10 RETURNING *").fetchone()

@@ -1,11 +1,14 @@
 """The incremental verification without a lab: segment arithmetic, the dirty set, xid and
-snapshot arithmetic, the queries and the touch log's SQL, the schema filters."""
+snapshot arithmetic, the queries, the decisions and the baseline's version."""
+
+from types import SimpleNamespace
 
 import pytest
 from psycopg import sql
 
+from migrate.errors import MigrateError
 from migrate.transfer.catalog import Table
-from migrate.verify import incremental, rows, schema, segments, touch
+from migrate.verify import incremental, rows, segments
 from migrate.verify.segments import Grid, Snapshot
 
 PUNCH = Table("public", "punch", 5_000_000, ("punch_id", "employee_id", "punched_at"),
@@ -61,13 +64,18 @@ def test_changed_segments_by_count_or_rows_written_since():
     assert segments.changed_segments(then, now) == {1, 2, 3, 4, -1}
 
 
-def test_dirty_is_mismatched_then_or_changed_since_on_either_side_or_touched():
+def test_dirty_is_mismatched_then_or_changed_since_on_either_side():
     then = ({0: 5, 1: 5, 2: 5, 3: 5}, {0: 5, 1: 5, 2: 5, 3: 5})
     now = ({0: (5, 0), 1: (5, 1), 2: (5, 0), 3: (5, 0)}, {0: (5, 0), 1: (5, 0), 2: (4, 0), 3: (5, 0)})
     assert segments.dirty_segments([0], then, now) == {0, 1, 2}
-    assert segments.dirty_segments([], then, now, touched=[3]) == {1, 2, 3}
     unchanged = ({0: (5, 0), 1: (5, 0), 2: (5, 0), 3: (5, 0)},) * 2
     assert segments.dirty_segments([], then, unchanged) == set()
+
+
+def test_a_truncate_on_one_side_makes_every_segment_of_it_dirty():
+    then = ({0: 5, 1: 5, 2: 5}, {0: 5, 1: 5, 2: 5})
+    truncated = ({0: (5, 0), 1: (5, 0), 2: (5, 0)}, {})  # the target's scan finds no row
+    assert segments.dirty_segments([], then, truncated) == {0, 1, 2}
 
 
 def test_a_delete_compensated_by_an_insert_is_still_seen():
@@ -148,12 +156,14 @@ def test_outside_ranges_cover_keys_beyond_the_grid_on_either_side():
 
 
 def base_of(s, **changes):
-    return {"key": touch.key_sql(s), "columns": list(s.columns), "grid": {"lo": 1, "hi": 10, "width": 5},
+    return {"key": incremental.key_sql(s), "columns": list(s.columns), "grid": {"lo": 1, "hi": 10, "width": 5},
             "kind": "segments", **changes}
 
 
 def test_full_reasons():
     punch, hashed, small = rows.shape(PUNCH, PUNCH), rows.shape(NO_KEY, NO_KEY), rows.shape(REASON, REASON)
+    assert incremental.key_sql(punch) == '"punch_id"'
+    assert incremental.key_sql(hashed).startswith('(hashtextextended(ROW("terminal_code", "raw_line")::text, 0)')
     assert incremental.full_reason(punch, base_of(punch), False) is None
     assert incremental.full_reason(hashed, base_of(hashed), False) is None
     assert "no baseline" in incremental.full_reason(punch, None, False)
@@ -176,42 +186,12 @@ def test_reference_sql_reads_the_snapshot_xmax_and_its_age():
     assert "age((x::text::bigint % 4294967296)::text::xid)" in incremental.REFERENCE_SQL
 
 
-# --- the touch log ---------------------------------------------------------------------------
-
-def test_touch_function_records_old_and_new_keys_as_security_definer():
-    f = text(touch.function_sql(rows.shape(PUNCH, PUNCH)))
-    assert "SECURITY DEFINER SET search_path TO pg_catalog, pg_temp AS" in f
-    assert f'"migrate_touch"."{touch.function_name("public.punch")}"()' in f
-    assert 'o := OLD."punch_id"' in f and 'n := NEW."punch_id"' in f
-    assert "IF TG_OP = ''TRUNCATE'' THEN INSERT INTO \"migrate_touch\".\"keys\" (tbl) VALUES (''public.punch'')" in f
-    assert '"TimeZone"' not in f  # an integer key has no text to pin
-
-
-def test_touch_function_of_a_hashed_key_pins_the_text_settings():
-    f = text(touch.function_sql(rows.shape(REASON, REASON)))
-    assert 'o := (hashtextextended(ROW(OLD."code")::text, 0) & 1048575)' in f
-    assert "SET \"TimeZone\" TO 'UTC' SET \"DateStyle\" TO 'ISO, YMD'" in f
-    whole = text(touch.function_sql(rows.shape(NO_KEY, NO_KEY)))
-    assert 'ROW(NEW."terminal_code", NEW."raw_line")' in whole
-
-
-def test_touch_triggers_fire_always_and_record_their_key_expression():
-    statements = [text(q) for q in touch.trigger_sql(rows.shape(PUNCH, PUNCH))]
-    assert 'ALTER TABLE "public"."punch" ENABLE ALWAYS TRIGGER "migrate_touch_row"' in statements
-    assert 'ALTER TABLE "public"."punch" ENABLE ALWAYS TRIGGER "migrate_touch_truncate"' in statements
-    assert any("AFTER TRUNCATE" in s and "FOR EACH STATEMENT" in s for s in statements)
-    assert any("AFTER INSERT OR UPDATE OR DELETE" in s and "FOR EACH ROW" in s for s in statements)
-    assert any("""VALUES ('public.punch', '"punch_id"')""" in s for s in statements)
-
-
-def test_touched_query_reads_keys_the_baseline_snapshot_did_not_see():
-    q = text(touch.touched_query(Grid(1, 1000, 250)))
-    assert "NOT pg_visible_in_snapshot(xid, %(snapshot)s::pg_snapshot)" in q
-    assert "ELSE (k - 1) / 250 END" in q
-
-
-def test_schema_comparison_leaves_the_touch_log_out():
-    assert "n.nspname <> 'migrate_touch'" in schema.SNAPSHOT["table"]
-    assert "n.nspname <> 'migrate_touch'" in schema.SNAPSHOT["function"]
-    assert "t.tgname NOT LIKE 'migrate\\_touch%'" in schema.SNAPSHOT["trigger"]
-    assert "n.nspname <> 'migrate_touch'" in schema.PRIVILEGES
+def test_a_baseline_of_another_version_or_database_is_refused():
+    d = SimpleNamespace(source=SimpleNamespace(server="src-db", dbname="presenze"),
+                        target=SimpleNamespace(server="tgt-db", dbname="presenze"))
+    base = {"version": incremental.VERSION, "source": {"server": "src-db", "dbname": "presenze"},
+            "target": {"server": "tgt-db", "dbname": "presenze"}}
+    incremental.check_baseline(base, d)
+    for wrong in ({"version": incremental.VERSION - 1}, {"target": {"server": "tgt-db", "dbname": "other"}}):
+        with pytest.raises(MigrateError, match="take it again"):
+            incremental.check_baseline({**base, **wrong}, d)
