@@ -253,6 +253,8 @@ def _sync_line(now: dict) -> str:
     slot, sub = now.get("slot_state") or {}, now.get("subscription") or {}
     if now.get("error"):
         return f"{now['state']} ({now['error']})"
+    if now.get("fenced_lsn"):
+        return f"{now['state']}: the target confirmed {now['confirmed_lsn']} (fenced at {now['fenced_lsn']})"
     parts = [now["state"]]
     if slot:
         lag = f"{now['lag_seconds']:.1f}s" if now.get("lag_seconds") is not None else "?"

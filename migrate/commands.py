@@ -22,7 +22,7 @@ from migrate.engine.registry import Registry
 from migrate.engine.sinks import DryRunSink, LiveSink
 from migrate.errors import AwaitingApproval, MigrateError, PreflightFailed, StepFailed
 from migrate.facts.database import DatabaseSize
-from migrate.model.layout import SWITCH_ID, SYNCED_ID, journal_path
+from migrate.model.layout import SWITCH_ID, SYNCED_ID, fence_db_id, journal_path
 from migrate.model.plan import WavePlan
 from migrate.model.result import StepResult, WaveOutcome, systems_by_state
 from migrate.ops import app, archive, cutover, database, staging, sync, verify
@@ -360,14 +360,20 @@ def stray_slots(inv: config.Inventory, j: Journal) -> list[dict]:
 
 def _sync_status(inv: config.Inventory, j: Journal, view: state.RunView) -> dict:
     """Per database of a warm run: copying / streaming / caught up, lag, positions, its slot."""
-    made = {}
+    made, caught = {}, {}
     for r in j.records(run_id=view.run_id):
         if r.kind == "sync_attempt":
             made[r.data["database"]] = r.at
+        elif r.kind == "sync_caught_up":
+            caught[r.step] = r.data
     found = {}
     for step in view.plan.steps:
         for a in step.actions:
             if a.op != "sync.copy_and_follow":
+                continue
+            fenced = caught.get(fence_db_id(step.system, a.args["name"]))
+            if fenced:  # the cutover took it over: slot and subscription dropped after the catch-up
+                found[a.args["name"]] = {"state": "fenced and caught up", **fenced}
                 continue
             try:
                 now = sync_protocol.progress(inv, **a.args["sides"])
