@@ -236,7 +236,8 @@ def status(o: Options, wave: str | None) -> None:
             out.print(f"  sync {db}: {_sync_line(now)}")
         if w.get("freeze"):
             f = w["freeze"]
-            took = f"{f['seconds']:.1f}s" if f["seconds"] is not None else "under way"
+            stopped = "under way" if w["status"] in ("running", "interrupted", "awaiting_approval") else "stopped short"
+            took = f"{f['seconds']:.1f}s" if f["seconds"] is not None else stopped
             out.print(f"  freeze: {took} from maintenance on to the entry point on the target ("
                       + ", ".join(f"{p['step']} {p['seconds']:.1f}s" for p in f["phases"]) + ")")
         if w.get("lock"):
