@@ -51,9 +51,12 @@ def _job(ctx: Context, *, name: str, step: str, prefix: str, sides: dict, chunks
                       data_dir="data-" + lsn.replace("/", "-"))
 
 
-def _slot_alive(ctx: Context, sides: dict) -> bool:
+def _slot_of(ctx: Context, sides: dict, lsn: str) -> bool:
+    """The slot is the one made for the attempt at `lsn`: unconsumed (no subscription yet), a
+    slot stays at its consistent point. Another one of the same name (an unrecorded attempt's)
+    would pair this attempt's rows with another snapshot's changes."""
     with db.connect(ctx.inv, sides["source"], sides["source_db"]) as conn:
-        return sync.slot(conn, sync.name_for(sides["source_db"])) is not None
+        return sync.slot_at(conn, sync.name_for(sides["source_db"]), lsn)
 
 
 def _start_over(ctx: Context, sides: dict, prefix: str, roles) -> None:
@@ -75,7 +78,7 @@ def copy_and_follow(ctx: Context, *, name: str, step: str, prefix: str, sides: d
     last = attempts[-1] if attempts else None
     job = last and _job(ctx, name=name, step=step, prefix=prefix, sides=sides, chunks=chunks, roles=roles,
                         lsn=last["lsn"])
-    if job and _slot_alive(ctx, sides) and len(job.log.staged(job.scope)) == len(job.chunks):
+    if job and _slot_of(ctx, sides, last["lsn"]) and len(job.log.staged(job.scope)) == len(job.chunks):
         result = {**dbcopy.copy_data(job), "resumed": "every chunk was staged: loading the rest"}
     else:
         if last:

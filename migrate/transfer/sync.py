@@ -132,6 +132,12 @@ def slot(conn, name: str) -> dict | None:
     return dict(zip(keys, row))
 
 
+def slot_at(conn, name: str, lsn: str) -> bool:
+    """Slot `name` exists and has not moved from `lsn`."""
+    return conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s AND confirmed_flush_lsn = %s::pg_lsn",
+                        (name, lsn)).fetchone() is not None
+
+
 def drop_slot(inv: Inventory, *, server: str, dbname: str) -> bool:
     name = name_for(dbname)
     with db.connect(inv, server, "postgres", autocommit=True) as conn:

@@ -165,12 +165,14 @@ def test_no_go_after_a_write_on_the_target_leaves_the_source_as_fenced(clean_lab
     assert replication_leftovers() == {}
 
 
-def sync_and_kill_at(database: str) -> None:
+def sync_and_kill_at(database: str, *, last: bool = False) -> None:
+    """`migrate sync`, SIGKILLed when a chunk of `database` is staged (the first, or the last)."""
     proc = subprocess.Popen([sys.executable, "-m", "migrate.cli", "-i", str(lab.INVENTORY), "--json", "sync",
                              "wave-1", "--yes"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in proc.stdout:
         event = json.loads(line)
-        if event.get("event") == "chunk" and event.get("database") == database and event["what"] == "chunk_staged":
+        if event.get("event") == "chunk" and event.get("database") == database and event["what"] == "chunk_staged" \
+                and (not last or event["done"] == event["total"]):
             os.kill(proc.pid, signal.SIGKILL)
             break
     proc.wait(timeout=60)
@@ -300,3 +302,29 @@ def test_differences_before_and_during_the_freeze_are_found_and_refuse_the_cutov
     assert modes["public.punch"] == "incremental"
     assert lab.migrate("rollback", "wave-1", "--yes", timeout=600).returncode == 0
     assert lab.snapshot() == before
+
+
+def attempts(database: str) -> int:
+    from migrate.engine.journal import Journal
+    j = Journal(lab.INVENTORY / ".state" / "journal.sqlite")
+    try:
+        return sum(1 for r in j.records() if r.kind == "sync_attempt" and r.data["database"] == database)
+    finally:
+        j.close()
+
+
+def test_a_sync_killed_once_every_chunk_is_staged_keeps_its_slot_and_loads_the_rest(clean_lab):
+    lab.drain_spool()
+    with Writer() as writer:
+        sync_and_kill_at("presenze", last=True)
+        assert attempts("presenze") == 1
+        again = lab.migrate("sync", "wave-1", "--yes")
+        assert again.returncode == 0, again.stderr
+        assert attempts("presenze") == 1, "the staged snapshot was used, not a new one"
+        time.sleep(0.5)
+    done = lab.migrate("run", "wave-1", "--yes", *APPROVE, timeout=600)
+    assert done.returncode == 0, done.stderr  # every row verified at the fence
+    on_target = punch_ids("target")
+    assert len(on_target) == len(set(on_target)) and set(writer.ids) <= set(on_target)
+    assert lab.migrate("rollback", "wave-1", "--yes", timeout=600).returncode == 0
+    assert replication_leftovers() == {}
