@@ -37,3 +37,9 @@ class Step:
 
     def needs(self, run: Run) -> tuple:
         return ()
+
+
+def db_sides(d) -> dict:
+    """Where one database of the spec (`config.Database`) moves from and to, as operations take it."""
+    return {"source": d.source.server, "source_db": d.source.dbname,
+            "target": d.target.server, "target_db": d.target.dbname}

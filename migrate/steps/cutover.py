@@ -17,12 +17,7 @@ from migrate.facts.cutover import FrontDoorUpstreams
 from migrate.facts.dns import CnameValue
 from migrate.model import layout
 from migrate.model.plan import Action, StepPlan, reading
-from migrate.steps.base import Run, Step
-
-
-def _where(d) -> dict:
-    return {"source": d.source.server, "source_db": d.source.dbname,
-            "target": d.target.server, "target_db": d.target.dbname}
+from migrate.steps.base import Run, Step, db_sides
 
 
 @dataclass(frozen=True)
@@ -39,7 +34,7 @@ class WayBack(Step):
 
     def plan(self, run: Run, facts) -> StepPlan:
         d = run.spec.systems[self.system].databases[self.name]
-        where = _where(d)
+        where = db_sides(d)
         back = f"{d.target.server}/{d.target.dbname} -> {d.source.server}/{d.source.dbname}"
         stop = Action("replication.stop", where, f"fence {d.target.server}/{d.target.dbname}, wait until the source"
                                                  f" has every change ({back}), carry sequences, drop the replication")

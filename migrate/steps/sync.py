@@ -25,17 +25,12 @@ from migrate.facts.database import TablesToCopy
 from migrate.facts.replication import LargeObjects, TablesWithoutKey
 from migrate.model import layout
 from migrate.model.plan import Action, StepPlan, reading
-from migrate.steps.base import Run, Step
+from migrate.steps.base import Run, Step, db_sides
 from migrate.steps.database import role_map
 from migrate.transfer import chunks as chunking
 from migrate.transfer.dbcopy import MIB
 
 LAG_WAIT_SECONDS = 60.0
-
-
-def _sides(d) -> dict:
-    return {"source": d.source.server, "source_db": d.source.dbname,
-            "target": d.target.server, "target_db": d.target.dbname}
 
 
 @dataclass(frozen=True)
@@ -83,12 +78,12 @@ class SyncDatabase(Step):
         tables = facts[TablesToCopy(s.server, s.dbname, run.spec.transfer.chunk_mb * MIB)]
         chunks = chunking.plan_chunks(list(tables), run.spec.transfer.chunk_mb * MIB)
         prefix = run.layout.database(self.name)
-        args = {"name": self.name, "step": self.id, "prefix": prefix, "sides": _sides(d),
+        args = {"name": self.name, "step": self.id, "prefix": prefix, "sides": db_sides(d),
                 "chunks": [c.to_json() for c in chunks]}
         rolemap = role_map(run, self.system, self.name)
         if rolemap:
             args["roles"] = rolemap.to_json()
-        stop = Action("sync.unfollow", _sides(d), f"drop the subscription on {t.server}/{t.dbname} and its slot on"
+        stop = Action("sync.unfollow", db_sides(d), f"drop the subscription on {t.server}/{t.dbname} and its slot on"
                                                   f" {s.server}")
         return Action("sync.copy_and_follow", args,
                       f"slot on {s.server}/{s.dbname} with its snapshot; copy {len(tables)} tables in {len(chunks)}"
@@ -110,7 +105,7 @@ class Synced(Step):
 
 
 def _labelled(run: Run, databases) -> list[dict]:
-    return [{"label": f"{sy}/{db}", **_sides(run.spec.systems[sy].databases[db])} for sy, db in databases]
+    return [{"label": f"{sy}/{db}", **db_sides(run.spec.systems[sy].databases[db])} for sy, db in databases]
 
 
 def _systems(databases) -> str:
@@ -147,7 +142,7 @@ class FenceDatabase(Step):
         s, t = d.source, d.target
         lift = Action("sync.unfence", {"server": s.server, "dbname": s.dbname},
                       f"{s.server}/{s.dbname}: lift the fence (read-write again)")
-        fence = Action("sync.fence", {**_sides(d), "step": self.id},
+        fence = Action("sync.fence", {**db_sides(d), "step": self.id},
                        f"fence every writer of {s.server}/{s.dbname} (read-only, sessions ended), wait until"
                        f" {t.server}/{t.dbname} confirms the fenced position, check the schema, carry sequences,"
                        " drop the subscription", undo=lift, undo_on="rollback")

@@ -358,22 +358,13 @@ def source_digest(session: probes.Session, s: rows.Shape, base: dict | None) -> 
     return evidence.chain(s.facts, s.columns, [(start, *blocks[start]) for start in sorted(blocks)])
 
 
-def open_pair(inv: Inventory, d: Database) -> probes.Pair:
-    source = probes.Session(inv, d.source.server, d.source.dbname)
-    try:
-        return probes.Pair(source, probes.Session(inv, d.target.server, d.target.dbname))
-    except BaseException:
-        source.close()
-        raise
-
-
 def verify_since(inv: Inventory, d: Database, base: dict, *, database: str | None = None, bus=None,
                  workers: int | None = None) -> list[IncrementalResult]:
     """Every common table of one database at the freeze, against `base` (from `baseline`)."""
     check_baseline(base, d)
     database = database or f"{d.source.server}/{d.source.dbname}"
     names = {evidence.qualified(t) for t in d.evidence_tables}
-    first = open_pair(inv, d)
+    first = probes.open_pair(inv, d)
     try:
         tables = sorted(common_tables(first), key=lambda t: -t[0].estimated_rows)
     finally:
@@ -387,5 +378,5 @@ def verify_since(inv: Inventory, d: Database, base: dict, *, database: str | Non
                      segments=result.segments, dirty=result.dirty, seconds=round(result.seconds, 3))
         return result
 
-    with Pool(worker_count(workers or inv.spec.transfer.workers), lambda: open_pair(inv, d), name="verify") as pairs:
+    with Pool(worker_count(workers or inv.spec.transfer.workers), lambda: probes.open_pair(inv, d), name="verify") as pairs:
         return sorted(pairs.map(one, tables), key=lambda r: r.table)

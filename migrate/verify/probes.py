@@ -124,3 +124,13 @@ def restored_archive(inv: Inventory, host: str, path: str, hash_paths: list[str]
     if hashes is None:
         raise StepFailed(f"{top}: the target host could not hash the restored files")
     return sizes, hashes
+
+
+def open_pair(inv: Inventory, d) -> Pair:
+    """Source and target sessions of one database of the spec (`config.Database`)."""
+    source = Session(inv, d.source.server, d.source.dbname)
+    try:
+        return Pair(source, Session(inv, d.target.server, d.target.dbname))
+    except BaseException:
+        source.close()
+        raise

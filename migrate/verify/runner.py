@@ -57,21 +57,12 @@ def verify(inv: Inventory, wave: str, *, run_id: str | None, depth: str, bus, jo
 
 # --- databases -------------------------------------------------------------------------------
 
-def open_pair(inv: Inventory, d: Database) -> probes.Pair:
-    source = probes.Session(inv, d.source.server, d.source.dbname)
-    try:
-        return probes.Pair(source, probes.Session(inv, d.target.server, d.target.dbname))
-    except BaseException:
-        source.close()
-        raise
-
-
 def verify_database(inv: Inventory, label: str, d: Database, depth: str, bus, report: Report,
                     before: dict, baseline: dict | None = None) -> None:
     if baseline is not None:
         incremental.check_baseline(baseline, d)
     try:
-        pair = open_pair(inv, d)
+        pair = probes.open_pair(inv, d)
     except MigrateError as exc:
         report.add([Difference("database", label, d.target.dbname, "unreachable",
                                "check that the wave restored this database and that the server is up",
@@ -161,7 +152,7 @@ def compare_tables(inv: Inventory, d: Database, label: str, tables: list, depth:
                  source_rows=result.source_rows, target_rows=result.target_rows, seconds=round(result.seconds, 3))
         return result, digests
 
-    with Pool(worker_count(inv.spec.transfer.workers), lambda: open_pair(inv, d), name="verify") as pairs:
+    with Pool(worker_count(inv.spec.transfer.workers), lambda: probes.open_pair(inv, d), name="verify") as pairs:
         results = pairs.map(one, tables)
     return sorted(results, key=lambda r: r[0].table)
 
