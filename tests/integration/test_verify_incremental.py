@@ -11,7 +11,7 @@ import pytest
 from migrate import config
 from migrate.engine.events import Bus
 from migrate.transfer import sync
-from migrate.verify import evidence, incremental, rows, runner
+from migrate.verify import evidence, incremental, probes, rows, runner
 from tests.integration import lab_support as lab
 
 pytestmark = pytest.mark.integration
@@ -96,7 +96,7 @@ def test_freeze_recomputes_only_what_changed_and_names_exactly_the_differences(s
 
     # The evidence path: block digests assembled from the baseline's and the changed blocks are
     # those of a full pass, and the differences the same.
-    pair = runner.open_pair(inv, d)
+    pair = probes.open_pair(inv, d)
     try:
         s = rows.shape(*{src.qualified: (src, tgt) for src, tgt in incremental.common_tables(pair)}["public.punch"])
         inc, digests = incremental.compare_table(pair, s, "x", full_base["tables"]["public.punch"], True)
