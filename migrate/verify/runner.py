@@ -75,14 +75,13 @@ def verify_database(inv: Inventory, label: str, d: Database, depth: str, bus, re
         evidence_tables = [] if depth == "counts" else [evidence.qualified(t) for t in d.evidence_tables]
         report.add(missing_evidence_tables(label, evidence_tables, src_tables, tgt_tables))
         common = [(src_tables[t], tgt_tables[t], t in evidence_tables) for t in src_tables if t in tgt_tables]
-        results = compare_tables(inv, d, label, common, depth, bus, baseline)
+        results, checks = compare_tables(inv, d, label, common, depth, bus, baseline)
         for result, digests in results:
             report.tables.append(result)
             report.add(result.differences)
             if digests:
                 add_evidence(report, label, result.table, digests, before.get(f"{label} {result.table}"))
-        for name, query in d.business_checks.items():
-            section, diffs = business.run_check(pair, label, name, query)
+        for section, diffs in checks:
             report.sections.append(section)
             report.add(diffs)
     finally:
@@ -129,13 +128,17 @@ def compare_schema(pair: probes.Pair, label: str) -> list[Difference]:
 
 
 def compare_tables(inv: Inventory, d: Database, label: str, tables: list, depth: str, bus,
-                   baseline: dict | None = None) -> list:
-    """(TableResult, evidence digests or None) per table, tables compared in parallel, each
-    worker on its own source+target session pair; with a baseline, incrementally."""
-    # Largest first, so the long tables start at once and the small ones fill the gaps.
+                   baseline: dict | None = None) -> tuple[list, list]:
+    """(TableResult, evidence digests or None) per table, and (Section, differences) per business
+    check of the spec, in the same pool: each worker on its own source+target session pair;
+    with a baseline, tables incrementally. Business checks (whole-table aggregates) go first,
+    then the tables largest first, so the long poles start at once and the rest fill the gaps."""
     tables = sorted(tables, key=lambda t: -t[0].estimated_rows)
+    checks = list(d.business_checks.items())
 
     def one(pair: probes.Pair, item):
+        if isinstance(item[0], str):  # a business check: (name, query)
+            return business.run_check(pair, label, *item)
         src, tgt, is_evidence = item
         s = rows.shape(src, tgt)
         digests = None
@@ -152,9 +155,11 @@ def compare_tables(inv: Inventory, d: Database, label: str, tables: list, depth:
                  source_rows=result.source_rows, target_rows=result.target_rows, seconds=round(result.seconds, 3))
         return result, digests
 
+    items = checks + tables
     with Pool(worker_count(inv.spec.transfer.workers), lambda: probes.open_pair(inv, d), name="verify") as pairs:
-        results = pairs.map(one, tables)
-    return sorted(results, key=lambda r: r[0].table)
+        done = dict(pairs.map(lambda pair, i: (i, one(pair, items[i])), range(len(items))))
+    found = [done[i] for i in range(len(items))]  # in the order given (map's is completion order)
+    return sorted(found[len(checks):], key=lambda r: r[0].table), found[:len(checks)]
 
 
 def source_evidence(inv: Inventory, d: Database, base: dict | None = None) -> dict[str, dict]:
