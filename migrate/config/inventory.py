@@ -78,15 +78,45 @@ def load(inventory_dir: str | Path, *, resolve: Resolver | None = None) -> Inven
     return inv
 
 
+MAX_FILE_BYTES = 1024 * 1024  # a spec or hosts file is a few KB; anything near this is a mistake
+
+
+class _UniqueKeys(yaml.SafeLoader):
+    """safe_load, but a key given twice in one mapping is an error (YAML says the last wins:
+    a second `bucket:` would silently replace the first)."""
+
+
+def _unique_mapping(loader: _UniqueKeys, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeys.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 def _read_yaml(file: Path) -> object:
     if not file.is_file():
         raise ConfigError(f"{file}: file not found")
+    if file.stat().st_size > MAX_FILE_BYTES:
+        raise ConfigError(f"{file}: {file.stat().st_size} bytes, more than the {MAX_FILE_BYTES} a spec may have")
     try:
-        return yaml.safe_load(file.read_text(encoding="utf-8"))
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: not UTF-8 text (byte {exc.start})") from None
+    loader = _UniqueKeys(text)
+    try:
+        return loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{file}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    finally:
+        loader.dispose()
 
 
 def _load_spec(file: Path) -> Spec:

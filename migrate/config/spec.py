@@ -4,11 +4,13 @@ references between sections are checked by `load`.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import date
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from migrate.errors import ConfigError
 
@@ -115,11 +117,26 @@ class Slot(Strict):
     start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     end: str = Field(pattern=r"^([01]\d|2[0-4]):[0-5]\d$")
 
+    @model_validator(mode="after")
+    def _ordered(self) -> "Slot":
+        if self.end <= self.start:  # HH:MM compares as text
+            raise ValueError(f"end {self.end} is not after start {self.start}")
+        return self
+
 
 class Window(Strict):
     timezone: str = "Europe/Rome"
     slots: list[Slot]
     blackout: list[date] = []
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name, e.g. Europe/Rome)") from None
+        return value
 
 
 class RehearsalRule(Strict):
@@ -185,6 +202,17 @@ class Spec(Strict):
     version: Literal[1]
     allowed_networks: list[str] = Field(min_length=1)
     target: Target
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network)
+            except ValueError:
+                raise ValueError(f"{network!r} is not a network (e.g. 127.0.0.0/8)") from None
+        return value
+
     db_servers: dict[str, DbServer]
     storage: Storage
     transfer: Transfer = Transfer()

@@ -63,6 +63,11 @@ def test_lab_inventory_loads():
     (lambda d: d["entry_point"].update(url="http://192.0.2.7/"), "entry_point.url: address 192.0.2.7"),
     (lambda d: d["waves"]["wave-1"].update(require_rehearsal={"max_age_days": 0}),
      "waves.wave-1.require_rehearsal.max_age_days: Input should be greater than or equal to 1"),
+    (lambda d: d["waves"]["wave-1"]["window"]["slots"][0].update(start="22:00", end="06:00"),
+     "waves.wave-1.window.slots.0: end 06:00 is not after start 22:00"),
+    (lambda d: d["waves"]["wave-1"]["window"].update(timezone="Mars/Olympus"),
+     "waves.wave-1.window.timezone: unknown time zone 'Mars/Olympus'"),
+    (lambda d: d.update(allowed_networks=["not-a-network"]), "allowed_networks: 'not-a-network' is not a network"),
 ])
 def test_bad_spec_names_file_and_field(tmp_path, edit, expected):
     found = problems(tmp_path, edit)
@@ -121,6 +126,27 @@ def test_without_a_resolver_names_wait_for_the_guard(tmp_path, monkeypatch):
     with pytest.raises(UnsafeAddress, match=r"^db server cloud-pg: address db.internal \(10.0.0.5\) is outside"):
         guard.check(loaded, loaded.spec.db_servers["cloud-pg"].host, "db server cloud-pg")
     assert guard.check(loaded, "127.0.0.1", "db server onprem-pg") == "127.0.0.1"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("version: 1\nversion: 1\n", r"migrate.yml: line 2 not valid YAML \(key 'version' given twice\)"),
+    (b"version: 1\nname: caf\xe9\n", r"migrate.yml: not UTF-8 text \(byte 20\)"),
+    ("# " + "x" * (1024 * 1024) + "\n", r"migrate.yml: \d+ bytes, more than the 1048576 a spec may have"),
+])
+def test_files_refused_before_they_are_parsed_as_a_spec(tmp_path, text, expected):
+    inv = inventory(tmp_path)
+    target = inv / "migrate.yml"
+    target.write_bytes(text) if isinstance(text, bytes) else target.write_text(text)
+    with pytest.raises(ConfigError, match=expected):
+        config.load(inv)
+
+
+def test_a_duplicate_key_deep_in_the_spec_is_refused(tmp_path):
+    inv = inventory(tmp_path)
+    text = (inv / "migrate.yml").read_text()
+    (inv / "migrate.yml").write_text(text.replace("storage:\n", "storage:\n  bucket: another-bucket\n", 1))
+    with pytest.raises(ConfigError, match="key 'bucket' given twice"):
+        config.load(inv)
 
 
 def test_invalid_yaml(tmp_path):
