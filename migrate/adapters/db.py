@@ -31,6 +31,8 @@ def conninfo(inv: Inventory, server: str, dbname: str) -> str:
              "sslmode": s.sslmode, "connect_timeout": 10, "application_name": "migrate"}
     if s.passfile:
         passfile = inv.resolve(s.passfile)
+        if passfile.is_dir():
+            raise ConfigError(f"db_servers.{server}.passfile: {passfile} is a directory, not a libpq passfile")
         if not passfile.is_file():
             raise ConfigError(f"db_servers.{server}.passfile: {passfile} not found (is the lab up?)")
         parts["passfile"] = str(passfile)

@@ -191,3 +191,11 @@ def test_lab_inventory_for_another_lab_dir_and_ports(tmp_path):
     assert inv.spec.db_servers["cloud-pg"].port == 20433
     assert inv.spec.db_servers["onprem-pg"].passfile == f"{tmp_path}/lab/secrets/pgpass"
     assert inv.spec.storage.endpoint_url == "http://127.0.0.1:20900"
+
+
+def test_a_passfile_that_is_a_directory_is_named_as_such(tmp_path):
+    from migrate.adapters import db
+    (tmp_path / "pgpass.d").mkdir()
+    inv = config.load(inventory(tmp_path, lambda d: d["db_servers"]["cloud-pg"].update(passfile=str(tmp_path / "pgpass.d"))))
+    with pytest.raises(ConfigError, match="db_servers.cloud-pg.passfile: .* is a directory, not a libpq passfile"):
+        db.conninfo(inv, "cloud-pg", "postgres")
