@@ -163,6 +163,7 @@ def run(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm, dry_run
     j = journal(inv)
     # One lock per wave, whatever the limit: the parts of a wave share hosts and the front door.
     with lock.wave_lock(inv.state_dir, wave, "dry run" if dry_run else "run") as stale:
+        _require_chain(j)
         view = state.latest(j.records(wave=key))
         if view and view.status == "completed":
             return _completed(key, wave, view, dry_run)
@@ -180,6 +181,16 @@ def run(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm, dry_run
             return _dry_run(inv, wave, key, bus, wave_plan, resumed, approved_by, hold=warm)
         _require(findings, accept_warnings)
         return _run(inv, wave, key, j, bus, confirm, wave_plan, resumed, stale, approved_by, hold=warm)
+
+
+def _require_chain(j: Journal) -> None:
+    """A run or a rollback acts on what the journal says (the undo of each effect): never on a
+    journal whose chain is broken."""
+    broken = j.verify_chain()
+    if broken:
+        raise MigrateError(f"journal {j.path}: {broken}; refusing to act on it (run, sync and rollback read their"
+                           " undos from it). Keep the file for forensics and compare it with a copy or with the"
+                           " evidence of the wave")
 
 
 def _completed(key: str, wave: str, view: state.RunView, dry_run: bool) -> WaveOutcome:
@@ -304,6 +315,7 @@ def rollback(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm,
     inv, key = scope.scoped(inv, wave, limit)
     j = journal(inv)
     with lock.wave_lock(inv.state_dir, wave, "rollback") as stale:
+        _require_chain(j)
         view = state.latest(j.records(wave=key))
         if view is None or view.status == "rolled_back":
             return WaveOutcome(key, "nothing", f"{key}: nothing to roll back")

@@ -8,9 +8,11 @@ carries the hash of the one before it: editing or deleting a record breaks the c
 
 from __future__ import annotations
 
+import fcntl
 import getpass
 import hashlib
 import json
+import os
 import socket
 import sqlite3
 import time
@@ -87,7 +89,35 @@ class Journal:
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+        self._anchor(seq, digest)
         return Record(seq, run_id, wave, step, kind, json.loads(body), at)
+
+    @property
+    def head_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".head")
+
+    def _anchor(self, seq: int, digest: str) -> None:
+        """The chain's head, outside the SQLite file (written atomically): records cut from the
+        tail no longer go unnoticed. A kill between the commit and this leaves the head one
+        record behind, which `verify_chain` accepts (that record chains onto it)."""
+        tmp = self.head_path.with_name(self.head_path.name + ".tmp")
+        with open(self.head_path.with_name(self.head_path.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # two processes appending: the head only moves forward
+            current = self._head()
+            if current is not None and current[0] >= seq:
+                return
+            with open(tmp, "w") as f:
+                f.write(f"{seq} {digest}\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.head_path)
+
+    def _head(self) -> tuple[int, str] | None:
+        try:
+            seq, digest = self.head_path.read_text().split()
+            return int(seq), digest
+        except (FileNotFoundError, ValueError):
+            return None
 
     def records(self, *, run_id: str | None = None, wave: str | None = None) -> list[Record]:
         query, args = "SELECT seq, run_id, wave, step, kind, data, at FROM records", []
@@ -102,9 +132,12 @@ class Journal:
         return [r[0] for r in self.db.execute("SELECT wave FROM records GROUP BY wave ORDER BY MIN(seq)")]
 
     def verify_chain(self) -> str | None:
-        """None when intact, else a one-line description of the first broken record."""
+        """None when intact, else a one-line description of the first broken record. The last
+        record must reach the anchored head (see `_anchor`); a journal written before heads were
+        anchored has none, and is judged by its chain alone."""
         prev = GENESIS
         expected_seq = 1
+        hashes = {}
         for row in self.db.execute(
                 "SELECT seq, run_id, wave, step, kind, data, at, prev_hash, hash FROM records ORDER BY seq"):
             seq, run_id, wave, step, kind, body, at, prev_hash, digest = row
@@ -112,7 +145,18 @@ class Journal:
                 return f"record {expected_seq} is missing"
             if prev_hash != prev or digest != record_hash(prev, seq, run_id, wave, step, kind, body, at):
                 return f"record {seq} was altered"
+            hashes[seq] = digest
             prev, expected_seq = digest, seq + 1
+        head = self._head()
+        if head is None:
+            return None
+        seq, digest = head
+        if seq >= expected_seq:
+            return f"records {expected_seq} to {seq} are missing (cut from the end; the head says {seq})"
+        if hashes.get(seq) != digest:
+            return f"record {seq} does not match the anchored head"
+        if expected_seq - 1 > seq + 1:
+            return f"records {seq + 2} to {expected_seq - 1} were added after the anchored head"
         return None
 
 

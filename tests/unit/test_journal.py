@@ -36,3 +36,63 @@ def test_journal_survives_reopen(tmp_path):
     j = Journal(tmp_path / "j.sqlite")
     j.append("r1", "w", "run_finished", {})
     assert [r.seq for r in j.records()] == [1, 2] and j.verify_chain() is None
+
+
+def _journal_of(path, n: int) -> Journal:
+    j = Journal(path)
+    for i in range(n):
+        j.append("r1", "wave-1", "effect", {"i": i})
+    return j
+
+
+def test_a_cut_tail_is_detected_by_the_anchored_head(tmp_path):
+    path = tmp_path / "j.sqlite"
+    _journal_of(path, 4).close()
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM records WHERE seq >= 3")
+    assert Journal(path).verify_chain() == "records 3 to 4 are missing (cut from the end; the head says 4)"
+
+
+def test_a_kill_between_commit_and_anchor_leaves_an_intact_chain(tmp_path):
+    path = tmp_path / "j.sqlite"
+    j = _journal_of(path, 3)
+    head = j.head_path.read_text()
+    j.append("r1", "wave-1", "effect", {"i": 3})
+    j.head_path.write_text(head)  # the head as it was before the last append: one record behind
+    assert j.verify_chain() is None
+    j.append("r1", "wave-1", "effect", {"i": 4})
+    assert j.head_path.read_text().startswith("5 ")
+
+
+def test_a_head_that_names_another_record_is_refused(tmp_path):
+    path = tmp_path / "j.sqlite"
+    j = _journal_of(path, 3)
+    j.head_path.write_text("3 " + "0" * 64 + "\n")
+    assert j.verify_chain() == "record 3 does not match the anchored head"
+
+
+def test_a_journal_from_before_anchors_is_judged_by_its_chain(tmp_path):
+    path = tmp_path / "j.sqlite"
+    j = _journal_of(path, 2)
+    j.head_path.unlink()
+    assert j.verify_chain() is None
+
+
+def test_run_and_rollback_refuse_a_broken_chain_before_acting(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from migrate import commands, config
+    from migrate.engine.events import Bus
+    from migrate.errors import MigrateError
+    lab = Path(__file__).resolve().parents[2] / "inventories" / "lab"
+    shutil.copytree(lab, tmp_path / "inv", ignore=shutil.ignore_patterns(".state"))
+    inv = config.load(tmp_path / "inv")
+    j = commands.journal(inv)
+    j.append("wave-1-x", "wave-1", "effect", {"i": 1})
+    j.append("wave-1-x", "wave-1", "effect", {"i": 2})
+    with sqlite3.connect(j.path) as db:
+        db.execute("UPDATE records SET data = '{\"i\":9}' WHERE seq = 1")
+    for verb in (commands.run, commands.rollback, commands.sync):
+        with pytest.raises(MigrateError, match="record 1 was altered; refusing to act on it"):
+            verb(inv, "wave-1", bus=Bus(), confirm=lambda text: True)
