@@ -108,11 +108,7 @@ def hold(ctx: Context, *, databases: list[dict]) -> dict:
     (again on every `migrate sync` of a synced wave); `migrate run` goes on."""
     if not ctx.hold:
         return {"cutover": "requested"}
-    lags = []
-    for d in databases:
-        sides = {k: d[k] for k in ("source", "source_db", "target", "target_db")}
-        _no_ddl(ctx, d["label"], sides)
-        lags.append(f"{d['label']} {_close_behind(ctx, d['label'], sides, 0.0, limit=None)} bytes behind")
+    lags = [f"{label} {lag} bytes behind" for label, lag in _in_sync(ctx, databases, 0.0, limit=None).items()]
     raise Synced(f"{ctx.wave} is in sync ({'; '.join(lags)}): the target follows the live source; `migrate status"
                  f" {ctx.wave}` shows the lag, `migrate run {ctx.wave}` cuts over, `migrate rollback {ctx.wave}`"
                  " undoes the sync")
@@ -122,11 +118,7 @@ def hold(ctx: Context, *, databases: list[dict]) -> dict:
 def check(ctx: Context, *, databases: list[dict], wait: float) -> dict:
     """Streaming, nearly caught up, and the source's schema unchanged; waits up to `wait`
     seconds for the lag to come down, then fails (the source is still live: nothing to undo)."""
-    found = {}
-    for d in databases:
-        sides = {k: d[k] for k in ("source", "source_db", "target", "target_db")}
-        _no_ddl(ctx, d["label"], sides)
-        found[d["label"]] = _close_behind(ctx, d["label"], sides, wait)
+    found = _in_sync(ctx, databases, wait)
     seconds = {}
     for d in databases:
         started = time.monotonic()
@@ -135,6 +127,17 @@ def check(ctx: Context, *, databases: list[dict], wait: float) -> dict:
         ctx.record(BASELINE, {"database": d["label"], "baseline": base}, step=layout.CUTOVER_CHECK_ID)
         seconds[d["label"]] = round(time.monotonic() - started, 3)
     return {"lag_bytes": found, "baseline_seconds": seconds}
+
+
+def _in_sync(ctx: Context, databases: list[dict], wait: float, limit: int | None = LAG_OK_BYTES) -> dict[str, int]:
+    """Each database streams with the source's schema: its lag in bytes, by label (waiting up to
+    `wait` seconds for it to come under `limit`)."""
+    found = {}
+    for d in databases:
+        sides = {k: d[k] for k in ("source", "source_db", "target", "target_db")}
+        _no_ddl(ctx, d["label"], sides)
+        found[d["label"]] = _close_behind(ctx, d["label"], sides, wait, limit=limit)
+    return found
 
 
 def baselines(journal, run_id: str) -> dict[str, dict]:
