@@ -142,10 +142,10 @@ def exists(inv: Inventory, name: str, path: str) -> bool:
 
 
 def list_files(inv: Inventory, name: str, path: str) -> list[tuple[str, int, int, int]]:
-    """(relative path, size, mtime, permission bits) of every regular file under a spec path."""
-    with connect(inv, name) as client, client.open_sftp() as sftp:
-        return [(rel, a.st_size, int(a.st_mtime), a.st_mode & 0o7777)
-                for rel, a in walk(sftp, host_path(host(inv, name), path))]
+    """(relative path, size, mtime, permission bits) of every regular file under a spec path,
+    listed by our program on the host (one round trip, however many files)."""
+    _, files, _ = scan_program(inv, name, host_path(host(inv, name), path))
+    return [(f["path"], f["size"], f["mtime_ns"] // 1_000_000_000, f["mode"]) for f in files]
 
 
 # --- remote files and commands, for the document archive's staging, restore and checks ------
@@ -243,3 +243,100 @@ def remote_hashes(client: paramiko.SSHClient, top: str, rels: list[str]) -> dict
         for record in filter(None, body.split(b"\0")):
             found[record[66:].decode()] = record[:64].decode()
     return found
+
+
+# --- the archive's program on the host (migrate/adapters/hostside.py) ------------------------
+
+HOST_PROGRAM = Path(__file__).with_name("hostside.py")  # run on the hosts, never imported here
+
+
+def program_command(inv: Inventory, name: str, mode: str, top: str, *args: str) -> str:
+    """The shell command that runs our host-side program there with the host's python3; the
+    program travels inside the command, so nothing is installed on the host."""
+    python = str(host(inv, name).vars.get("ansible_python_interpreter") or "python3")
+    source = HOST_PROGRAM.read_text()
+    return " ".join(shlex.quote(part) for part in (python, "-c", source, mode, top, *args))
+
+
+class Program:
+    """One run of the host-side program on one exec channel: a wide window, bytes both ways."""
+
+    def __init__(self, client: paramiko.SSHClient, command: str):
+        self.channel = client.get_transport().open_session(window_size=SFTP_WINDOW, max_packet_size=32768)
+        self.channel.exec_command(command)
+        self.stdin = self.channel.makefile_stdin("wb", 0)  # unbuffered: nothing left to flush at close
+        self.stdout = self.channel.makefile("rb", BLOCK_BUFFER)
+
+    def send(self, data: bytes) -> None:
+        self.stdin.write(data)
+
+    def send_frame(self, kind: bytes, body: bytes) -> None:
+        header = b"%s %d\n" % (kind, len(body))
+        if len(body) < 65536:
+            self.stdin.write(header + body)
+        else:
+            self.stdin.write(header)
+            self.stdin.write(body)
+
+    def end_input(self) -> None:
+        self.channel.shutdown_write()
+
+    def read_frame(self) -> tuple[bytes | None, bytes]:
+        line = self.stdout.readline()
+        if not line:
+            return None, b""
+        kind, length = line.split()
+        return kind, self.stdout.read(int(length))
+
+    def read_line(self) -> bytes:
+        return self.stdout.readline()
+
+    def finish(self) -> tuple[int, str]:
+        """Exit status and the last of its standard error (never file contents)."""
+        status = self.channel.recv_exit_status()
+        err = self.channel.makefile_stderr("rb").read()[-2000:].decode(errors="replace").strip()
+        self.channel.close()
+        return status, err
+
+
+BLOCK_BUFFER = 1024 * 1024
+
+
+def call_program(inv: Inventory, name: str, mode: str, top: str, *args: str, work=None, client=None):
+    """One short run of the host-side program: JSON in, JSON out."""
+    import json
+
+    command = program_command(inv, name, mode, top, *args)
+    with ExitStack() as stack:
+        client = client or stack.enter_context(connect(inv, name))
+        run = Program(client, command)
+        run.send(json.dumps(work if work is not None else []).encode())
+        run.end_input()
+        body = run.stdout.read()
+        status, err = run.finish()
+    if status != 0:
+        raise StepFailed(f"host {name}: the archive program ({mode}) failed: {last_error(err)}")
+    return json.loads(body)
+
+
+def scan_program(inv: Inventory, name: str, top: str, *, with_hash: bool = False, client=None):
+    """(who runs it, files, directories) under top, as the host-side program lists them."""
+    import json
+
+    command = program_command(inv, name, "scan", top, *(["hash"] if with_hash else []))
+    with ExitStack() as stack:
+        client = client or stack.enter_context(connect(inv, name))
+        run = Program(client, command)
+        run.end_input()
+        lines = run.stdout.read().splitlines()
+        status, err = run.finish()
+    if status != 0 or not lines:
+        raise StepFailed(f"host {name}: listing {top} failed: {last_error(err)}")
+    found = [json.loads(line) for line in lines[1:]]
+    return json.loads(lines[0]), [f for f in found if "path" in f], [d["dir"] for d in found if "dir" in d]
+
+
+def last_error(err: str) -> str:
+    """The kind of a failure from its last line (a Python error's class, never its message:
+    that may name a file, and file names can name people)."""
+    return (err.splitlines() or ["no message"])[-1].split(":")[0][:100]

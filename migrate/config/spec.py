@@ -98,6 +98,12 @@ class AppHosts(Strict):
 class Archive(Strict):
     host: str
     path: str
+    # packed: many documents per object (tar packs with a per-file manifest), fast for many small
+    # files; objects: one object per document, for a bucket that is the documents' final home.
+    layout: Literal["packed", "objects"] = "packed"
+    pack_mb: int = Field(32, ge=1, le=4096)
+    # Owner and group names on the source -> the names to give on the target host (default: the same).
+    owners: dict[str, str] = {}
     # Where the staged documents are restored on the system's app.target_host (absolute path;
     # SHA-256 checked while streaming, mode and mtime kept). Absent: staged in the bucket only.
     target_path: str | None = Field(None, pattern=r"^/")

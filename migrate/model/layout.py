@@ -95,6 +95,11 @@ def restore_archive_id(system: str) -> str:
     return f"{system}/restore-archive"
 
 
+def archive_delta_id(system: str) -> str:
+    """The warm wave's second pass over the archive, inside the freeze: only what changed."""
+    return f"{system}/archive-delta"
+
+
 def way_back_id(system: str, database: str) -> str:
     return f"{system}/way-back:{database}"
 

@@ -243,3 +243,18 @@ def judge_slots(server: str, slots: list[dict], owned: set[str]) -> list[Finding
                    f" no live wave and keeps {s['retained_wal_bytes'] or 0} bytes of WAL on {server}; roll back"
                    f" the wave that made it, or drop it: SELECT pg_drop_replication_slot('{s['slot']}')")
             for s in stray]
+
+
+def judge_archive_owners(system: str, source: dict, target: dict, owners: dict[str, str]) -> Finding:
+    """The target host's restoring user can give every document its (mapped) owner and group:
+    root can give any; anyone else only itself and its own groups."""
+    check, subject = "archive owners", system
+    mapped = sorted({(owners.get(u, u), owners.get(g, g)) for u, g in source["owners"]})
+    if target["root"]:
+        return passed(check, subject, f"restored as root: {len(mapped)} owner:group pair(s) given as mapped")
+    impossible = [f"{u}:{g}" for u, g in mapped if u != target["user"] or g not in target["groups"]]
+    if impossible:
+        return failed(check, subject, f"the target host's user {target['user']} (not root) cannot give owner"
+                                      f" {impossible[0]} ({len(impossible)} pair(s)); map them in"
+                                      f" systems.{system}.archive.owners or restore as root")
+    return passed(check, subject, f"every document restored as {target['user']}")

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from migrate.config import Inventory
 from migrate.errors import MigrateError, StepFailed
+from migrate.facts.archive import ArchiveOwners
 from migrate.facts.bucket import BucketSettings
 from migrate.facts.dns import CnameValue
 from migrate.facts.host import HostKey, HostState
@@ -19,6 +20,7 @@ from migrate.preflight.judge import (
     Finding,
     Pace,
     failed,
+    judge_archive_owners,
     judge_bucket,
     judge_database,
     judge_dns,
@@ -74,6 +76,20 @@ def probe_slots(inv: Inventory, wave: str, owned: set[str]) -> list[Finding]:
                       for d in inv.spec.systems[name].databases.values() for side in (d.source, d.target)})
     return [f for server in servers for f in _guarded("replication slots", server, lambda server=server: judge_slots(
         server, OurSlots(server).collect(inv), owned))]
+
+
+def probe_archives(inv: Inventory, wave: str) -> list[Finding]:
+    """Packed archives restored onto a host: our program runs on both hosts (their python3),
+    and the target's user can give the documents their owners."""
+    found = []
+    for name in inv.spec.waves[wave].systems:
+        s = inv.spec.systems[name]
+        a = s.archive
+        if a and a.layout == "packed" and a.target_path and s.app:
+            found += _guarded("archive owners", name, lambda a=a, s=s, name=name: judge_archive_owners(
+                name, ArchiveOwners(a.host, a.path).collect(inv), ArchiveOwners(s.app.target_host, a.target_path)
+                .collect(inv), a.owners))
+    return found
 
 
 def probe_dns(inv: Inventory, wave: str) -> list[Finding]:
@@ -135,6 +151,7 @@ def run_checks(inv: Inventory, wave: str, *, now: datetime | None = None, pace: 
     found = [f for h in wave_hosts(inv, wave) for f in _guarded("ssh", h, lambda h=h: probe_host(inv, h, _need(inv, h)))]
     found += probe_databases(inv, wave)
     found += probe_slots(inv, wave, owned_slots)
+    found += probe_archives(inv, wave)
     found += _guarded("bucket", spec.storage.bucket, lambda: probe_bucket(inv))
     if spec.entry_point and spec.entry_point.dns_zone:
         found += probe_dns(inv, wave)

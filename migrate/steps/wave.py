@@ -13,7 +13,7 @@ import dataclasses
 
 from migrate.config import order_systems
 from migrate.steps.app import Configure, Freeze, StartTargets, TargetConfig
-from migrate.steps.archive import RestoreArchive, StageArchive
+from migrate.steps.archive import ArchiveDelta, RestoreArchive, StageArchive
 from migrate.steps.checks import EvidenceDigest, VerifyWave
 from migrate.steps.cutover import Gate, PostCutover, SwitchEntry, TargetHealth, WayBack
 from migrate.steps.database import CreateDatabase, OpenStaging, RestoreDatabase, StageDatabase
@@ -53,18 +53,48 @@ def _stage_databases(spec, systems):
             yield StageDatabase(name, db, d.source.server, d.source.dbname)
 
 
-def _stage_archive(spec, systems):
-    for name, system in systems:
-        if system.archive:
-            yield StageArchive(name, system.archive.host, system.archive.path)
+def _archives(systems, layouts=("packed", "objects")):
+    return [(name, system) for name, system in systems if system.archive and system.archive.layout in layouts]
 
 
-def _restore_archive(spec, systems):
+def _target_host(system):
+    return system.app.target_host if system.app else None  # None: the plan names the spec field
+
+
+def _stage_archive(spec, systems, *, live=False, layouts=("packed", "objects")):
+    for name, system in _archives(systems, layouts):
+        yield StageArchive(name, system.archive.host, system.archive.path, live=live)
+
+
+def _restore_archive(spec, systems, layouts=("packed", "objects")):
     # Onto the target application host when the spec asks.
-    for name, system in systems:
-        if system.archive and system.archive.target_path:
-            host = system.app.target_host if system.app else None  # None: the plan names the spec field
-            yield RestoreArchive(name, host, system.archive.target_path)
+    for name, system in _archives(systems, layouts):
+        if system.archive.target_path:
+            yield RestoreArchive(name, _target_host(system), system.archive.target_path)
+
+
+# The warm wave: packed archives are staged and restored while the source is live, and only
+# their delta moves inside the freeze; an archive of one object per document moves in the freeze.
+def _stage_archive_live(spec, systems):
+    yield from _stage_archive(spec, systems, live=True, layouts=("packed",))
+
+
+def _restore_archive_live(spec, systems):
+    yield from _restore_archive(spec, systems, layouts=("packed",))
+
+
+def _archive_delta(spec, systems):
+    for name, system in _archives(systems, ("packed",)):
+        a = system.archive
+        yield ArchiveDelta(name, a.host, a.path, _target_host(system), a.target_path)
+
+
+def _stage_archive_frozen(spec, systems):
+    yield from _stage_archive(spec, systems, layouts=("objects",))
+
+
+def _restore_archive_frozen(spec, systems):
+    yield from _restore_archive(spec, systems, layouts=("objects",))
 
 
 def _create_databases(spec, systems):
@@ -194,8 +224,9 @@ PHASES = (_freeze, _evidence, _open_staging, _stage_databases, _stage_archive, _
 # `migrate sync`, then `migrate run`: the source stays live until `cutover-check` (the target
 # configuration is rendered before); the freeze (maintenance, then the fence) holds only the
 # catch-up, the documents, verification, the start of the target and the switch.
-WARM_PHASES = (_open_staging, _stage_databases, _create_databases, _sync_databases, _render, _synced,
-               _cutover_check, _freeze, _fence, _evidence_since, _stage_archive, _restore_archive, _verify_since,
+WARM_PHASES = (_open_staging, _stage_databases, _create_databases, _sync_databases, _stage_archive_live,
+               _restore_archive_live, _render, _synced, _cutover_check, _freeze, _fence, _evidence_since,
+               _archive_delta, _stage_archive_frozen, _restore_archive_frozen, _verify_since,
                _way_back_unswitched, _start, _health, _gate, _way_back, _switch)
 
 

@@ -39,6 +39,9 @@ class TransferLog:
     def append(self, kind: str, scope: str, data: dict) -> None:
         self.journal.append(self.run_id, self.wave, kind, {"scope": scope, **data}, step=self.step)
 
+    def records_of(self, kind: str, scope: str) -> list[dict]:
+        return self._records(kind, scope)
+
     def staged(self, scope: str) -> dict[str, dict]:
         return {d["chunk"]: d for d in self._records(STAGED, scope)}
 

@@ -110,6 +110,13 @@ def archive_listing(inv: Inventory, host: str, path: str) -> dict[str, int]:
     return {posixpath.normpath(rel): size for rel, size, _, _ in ssh.list_files(inv, host, path)}
 
 
+def archive_scan(inv: Inventory, host: str, path: str, *, with_hash: bool) -> dict[str, dict]:
+    """Every file under a spec path as our program on the host lists it (size, mtime in ns, mode;
+    the SHA-256 computed there with `with_hash`): path -> entry. Nothing but hashes crosses."""
+    _, files, _ = ssh.scan_program(inv, host, ssh.host_path(ssh.host(inv, host), path), with_hash=with_hash)
+    return {f["path"]: f for f in files}
+
+
 def restored_archive(inv: Inventory, host: str, path: str, hash_paths: list[str] | None) -> tuple[dict, dict]:
     """The archive restored on the target host: relative path -> size, and SHA-256 of
     `hash_paths` computed on the host (no file crosses the network); empty when it is missing."""

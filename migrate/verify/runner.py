@@ -195,10 +195,13 @@ def verify_archive(inv: Inventory, s3, run: layout.RunLayout | None, system: str
     prefix, bucket = run.documents(system), inv.spec.storage.bucket
     key = layout.manifest_key(prefix)
     objects = cloud.object_sizes(s3(), bucket, prefix + "/")
+    if f"{prefix}/manifest-delta.json" in objects:
+        key = f"{prefix}/manifest-delta.json"  # the warm wave's second pass: the archive as it is now
     if key not in objects:
         section, diffs = documents.missing_manifest(system, key)
+    elif (manifest := documents.parse_manifest(b"".join(cloud.iter_object(s3(), bucket, key)))).get("layout") == "packed":
+        section, diffs = _verify_packed(inv, s3, system, depth, manifest, objects, report)
     else:
-        manifest = documents.parse_manifest(b"".join(cloud.iter_object(s3(), bucket, key)))
         present = [f["key"] for f in manifest.get("files", []) if f["key"] in objects]
         hashes = None if depth != "full" else probes.objects_sha256(s3(), bucket, present)
         archive = inv.spec.systems[system].archive
@@ -214,3 +217,23 @@ def verify_archive(inv: Inventory, s3, run: layout.RunLayout | None, system: str
                                                         f"{app.target_host}:{archive.target_path}")
     report.sections.append(section)
     report.add(diffs)
+
+
+def _verify_packed(inv: Inventory, s3, system: str, depth: str, manifest: dict, objects: dict,
+                   report: Report) -> tuple[Section, list]:
+    """By the manifest: packs by size (and their SHA-256 at full depth), the source listed (and
+    hashed at full depth) on its host, the target tree listed and hashed on its host."""
+    archive, app = inv.spec.systems[system].archive, inv.spec.systems[system].app
+    full = depth == "full"
+    packs = [p["key"] for p in manifest["packs"] if p["key"] in objects]
+    pack_hashes = probes.objects_sha256(s3(), inv.spec.storage.bucket, packs) if full else None
+    on_source = probes.archive_scan(inv, archive.host, archive.path, with_hash=full)
+    section, diffs = documents.compare_packed(system, manifest, objects, pack_hashes, on_source)
+    if not (archive.target_path and app):
+        return section, diffs
+    report.sections.append(section)
+    report.add(diffs)
+    hashed = depth != "counts"
+    on_host = probes.archive_scan(inv, app.target_host, archive.target_path, with_hash=hashed)
+    return documents.compare_restored_packed(system, manifest, on_host, f"{app.target_host}:{archive.target_path}",
+                                             hashed)

@@ -47,6 +47,22 @@ pytestmark = pytest.mark.integration
 ARCHIVE = "/srv/personale/documents"
 
 
+@pytest.fixture(autouse=True)
+def objects_layout(monkeypatch):
+    """These tests are of the `objects` layout (one object per document); the packed layout,
+    the default, has its own (test_packed_archive.py)."""
+    from migrate.config import inventory
+
+    real = inventory._load_spec
+
+    def load(path):
+        spec = real(path)
+        systems = {name: s.model_copy(update={"archive": s.archive.model_copy(update={"layout": "objects"})})
+                   if s.archive else s for name, s in spec.systems.items()}
+        return spec.model_copy(update={"systems": systems})
+    monkeypatch.setattr(inventory, "_load_spec", load)
+
+
 @pytest.fixture
 def documents(clean_lab):
     """The lab's archive plus a file larger than one part (a multipart upload, hashed first on

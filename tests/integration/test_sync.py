@@ -77,6 +77,24 @@ def replication_leftovers() -> dict:
     return found
 
 
+SOURCE_DOCS = lab.host_root("src-app") / "srv/personale/documents"
+TARGET_DOCS = lab.host_root("tgt-app") / "srv/personale/documents"
+
+
+def docs(root) -> dict[str, str]:
+    """The archive's files (the old versions a delta set aside, under its hidden trash, left out:
+    the rollback puts them back)."""
+    return {k: v for k, v in lab.tree(root).items() if not k.startswith(".migrate-trash-")}
+
+
+def change_documents() -> None:
+    """A new document, a changed one, a deleted one on the live source."""
+    first, second = sorted(p for p in SOURCE_DOCS.rglob("*.pdf"))[:2]
+    (first.parent / "nuovo certificato d'idoneità.pdf").write_bytes(b"%PDF-1.4 new during the sync")
+    first.write_bytes(first.read_bytes() + b"% appended during the sync")
+    second.unlink()
+
+
 def wave_status() -> dict:
     done = lab.migrate("--json", "status", "wave-1")
     assert done.returncode == 0, done.stderr
@@ -93,6 +111,7 @@ def wait_for(condition, seconds: float = 30.0, what: str = "condition"):
 def test_sync_under_writes_then_cutover_loses_nothing_and_rollback_leaves_nothing(clean_lab):
     lab.drain_spool()
     before = replication_leftovers()
+    docs_before = docs(TARGET_DOCS)
     load = Load(lab.LAB_DIR, fresh=True)
     load.start(20)
     with Writer() as writer:
@@ -109,6 +128,8 @@ def test_sync_under_writes_then_cutover_loses_nothing_and_rollback_leaves_nothin
         assert presenze["subscription"]["enabled"] and presenze["slot_state"]["retained_wal_bytes"] >= 0
         written = len(writer.ids)
         assert written > 50, "the writer wrote during the copy"
+        assert docs(TARGET_DOCS) == docs(SOURCE_DOCS), "the documents moved before the freeze"
+        change_documents()  # the source stays live: its documents change before the freeze too
         again = lab.migrate("sync", "wave-1", "--yes")  # repeatable: checks, stays synced
         assert again.returncode == 0, again.stderr
         assert "bytes behind" in again.stdout and wave_status()["status"] == "synced"
@@ -134,10 +155,14 @@ def test_sync_under_writes_then_cutover_loses_nothing_and_rollback_leaves_nothin
     printed = lab.migrate("report", "wave-1")
     assert printed.returncode == 0 and f"freeze: {frozen['seconds']:.1f}s" in printed.stdout
     assert "sync-db" not in json.dumps(frozen), "the copy is outside the freeze"
+    steps_frozen = [p["step"] for p in frozen["phases"]]
+    assert "personnel/archive-delta" in steps_frozen and "personnel/stage-archive" not in steps_frozen
+    assert docs(TARGET_DOCS) == docs(SOURCE_DOCS), "the delta brought the changes, deletions too"
 
     back = lab.migrate("rollback", "wave-1", "--yes", timeout=600)
     assert back.returncode == 0, back.stderr
     assert replication_leftovers() == before
+    assert docs(TARGET_DOCS) == docs_before, "the target's documents as before the wave"
     assert load.check("source").ok, "every acknowledged write survives the rollback, on the source"
 
 

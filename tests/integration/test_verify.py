@@ -237,30 +237,30 @@ def test_sequence_set_back_index_and_trigger_dropped(waved):
 def manifest():
     s3 = lab.s3_client()
     key = next(k for k, _ in lab.bucket_versions() if k.endswith("docs/personnel/manifest.json"))
-    return s3, json.loads(s3.get_object(Bucket=lab.BUCKET, Key=key)["Body"].read())["files"]
+    return s3, json.loads(s3.get_object(Bucket=lab.BUCKET, Key=key)["Body"].read())
 
 
-def test_document_altered_in_the_bucket_and_one_missing(waved):
-    s3, files = manifest()
-    altered, missing = files[0], files[1]
-    original = {f["key"]: s3.get_object(Bucket=lab.BUCKET, Key=f["key"])["Body"].read() for f in (altered, missing)}
-    flipped = bytearray(original[altered["key"]])
-    flipped[len(flipped) // 2] ^= 0x01  # same size: only our SHA-256 can see it
-    s3.put_object(Bucket=lab.BUCKET, Key=altered["key"], Body=bytes(flipped))
-    s3.delete_object(Bucket=lab.BUCKET, Key=missing["key"])
+def test_a_pack_altered_in_the_bucket_then_missing(waved):
+    s3, staged = manifest()
+    pack = staged["packs"][0]
+    original = s3.get_object(Bucket=lab.BUCKET, Key=pack["key"])["Body"].read()
+    flipped = bytearray(original)
+    flipped[len(flipped) // 2] ^= 0x01  # same size: only our SHA-256 of the pack can see it
+    s3.put_object(Bucket=lab.BUCKET, Key=pack["key"], Body=bytes(flipped))
     try:
         data = verify()
         sizes_only = verify(depth="checksums")
+        s3.delete_object(Bucket=lab.BUCKET, Key=pack["key"])
+        gone = verify(depth="checksums")
     finally:
-        for key, body in original.items():
-            s3.put_object(Bucket=lab.BUCKET, Key=key, Body=body)
-    assert found(data) == {("documents", "personnel", altered["path"], "altered_in_bucket", (), ()),
-                           ("documents", "personnel", missing["path"], "missing_in_bucket", (), ())}
-    assert {d["problem"] for d in sizes_only["differences"]} == {"missing_in_bucket"}
+        s3.put_object(Bucket=lab.BUCKET, Key=pack["key"], Body=original)
+    assert found(data) == {("documents", "personnel", pack["key"], "altered_in_bucket", (), ())}
+    assert [d for d in sizes_only["differences"] if d["area"] == "documents"] == []
+    assert found(gone) == {("documents", "personnel", pack["key"], "missing_in_bucket", (), ())}
 
 
 def test_restored_document_altered_and_one_missing_on_the_target_host(waved):
-    _, files = manifest()
+    files = manifest()[1]["files"]
     altered, missing = files[2], files[3]
     top = lab.host_root("tgt-app") / "srv" / "personale" / "documents"
     paths = {f["path"]: top / f["path"] for f in (altered, missing)}
@@ -279,7 +279,7 @@ def test_restored_document_altered_and_one_missing_on_the_target_host(waved):
             os.utime(paths[p], ns=(st.st_atime_ns, st.st_mtime_ns))
     assert found(data) == {("documents", "personnel", altered["path"], "altered_on_target_host", (), ()),
                            ("documents", "personnel", missing["path"], "missing_on_target_host", (), ())}
-    assert {d["problem"] for d in sizes_only["differences"]} == {"missing_on_target_host"}
+    assert found(sizes_only) == found(data), "the host hashes at checksums depth too (nothing crosses)"
     assert verify()["status"] == "passed"
 
 

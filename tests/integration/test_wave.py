@@ -33,8 +33,9 @@ def assert_documents_staged():
     archive = lab.host_root("src-app") / "srv" / "personale" / "documents"
     on_host = lab.tree(archive)
     assert len(manifest["files"]) == len(on_host) > 0
-    for f in manifest["files"]:
-        body = s3.get_object(Bucket=lab.BUCKET, Key=f["key"])["Body"].read()
+    packs = {p["key"]: s3.get_object(Bucket=lab.BUCKET, Key=p["key"])["Body"].read() for p in manifest["packs"]}
+    for f in manifest["files"]:  # each document read back out of its pack, at its offset
+        body = packs[f["pack"]][f["offset"]:f["offset"] + f["size"]]
         assert lab.hashlib.sha256(body).hexdigest() == f["sha256"] == on_host[f["path"]].split()[0]
 
 

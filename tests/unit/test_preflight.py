@@ -268,3 +268,28 @@ def test_rehearsal_required():
     assert old.status == "fail" and "40 days old (limit 30)" in old.reason
     half = p.judge_rehearsal("w", [{"result": "cancelled", "at": now}], 30, now, "staging")
     assert half.status == "fail" and "no rehearsal of w" in half.reason
+
+
+# --- archive owners (the packed layout's restore) ---------------------------------------------
+
+from migrate.preflight.judge import judge_archive_owners  # noqa: E402
+
+SOURCE_OWNERS = {"user": "svc", "groups": ["svc"], "root": False, "owners": [("personale", "hr")]}
+
+
+def test_archive_owners_root_gives_any_owner():
+    target = {"user": "root", "groups": ["root"], "root": True, "owners": []}
+    assert judge_archive_owners("personnel", SOURCE_OWNERS, target, {}).status == "pass"
+
+
+def test_archive_owners_not_root_fails_naming_the_pair_and_the_spec_field():
+    target = {"user": "deploy", "groups": ["deploy"], "root": False, "owners": []}
+    found = judge_archive_owners("personnel", SOURCE_OWNERS, target, {})
+    assert found.status == "fail" and "personale:hr" in found.reason
+    assert "systems.personnel.archive.owners" in found.reason
+
+
+def test_archive_owners_mapped_to_the_restoring_user_pass():
+    target = {"user": "deploy", "groups": ["deploy", "www"], "root": False, "owners": []}
+    mapped = judge_archive_owners("personnel", SOURCE_OWNERS, target, {"personale": "deploy", "hr": "www"})
+    assert mapped.status == "pass"

@@ -166,18 +166,53 @@ def test_restore_database_chunks_the_tables_it_was_told_of():
 
 # --- documents --------------------------------------------------------------------------------
 
-def test_stage_archive_copies_the_tree_and_reports_its_volume():
+def objects_run():
+    """The lab's spec with its archive in the `objects` layout (one object per document)."""
+    personnel = INV.spec.systems["personnel"]
+    archive_spec = personnel.archive.model_copy(update={"layout": "objects"})
+    systems = {**INV.spec.systems, "personnel": personnel.model_copy(update={"archive": archive_spec})}
+    inv = dataclasses.replace(INV, spec=INV.spec.model_copy(update={"systems": systems}))
+    return steps.Run(inv, RUN.wave, RUN.run_id)
+
+
+DOCS = {ArchiveOnHost("src-app", "/srv/personale/documents"): ArchiveVolume(3, 3000)}
+
+
+def test_stage_archive_packs_the_tree_by_default_and_reports_its_volume():
     step = archive.StageArchive("personnel", "src-app", "/srv/personale/documents")
-    p = plan(step, {ArchiveOnHost("src-app", "/srv/personale/documents"): ArchiveVolume(3, 3000)})
+    p = plan(step, DOCS)
     assert p.volume == {"files": 3, "bytes": 3000}
+    assert ops(p) == [("files.pack_to_bucket", "s3.abort_uploads")]
+    assert p.actions[0].args == {"host": "src-app", "path": "/srv/personale/documents", "system": "personnel",
+                                 "step": "personnel/stage-archive", "delta": False, "live": False}
+    assert p.actions[0].undo.args == {"prefix": f"{PREFIX}/docs/personnel/packs/"}
+    assert plan(archive.StageArchive("personnel", "src-app", "/srv/personale/documents", live=True),
+                DOCS).actions[0].args["live"] is True
+
+
+def test_stage_archive_in_the_objects_layout_copies_one_object_per_document():
+    step = archive.StageArchive("personnel", "src-app", "/srv/personale/documents")
+    p = step.plan(objects_run(), canned_facts(step.needs(RUN), DOCS))
     assert ops(p) == [("files.archive_to_bucket", "s3.abort_uploads")]
     assert p.actions[0].args["prefix"] == f"{PREFIX}/docs/personnel"
 
 
 def test_restore_archive_keeps_restored_files_on_resume_and_removes_them_on_rollback():
     step = archive.RestoreArchive("personnel", "tgt-app", "/srv/personale/documents")
-    (action,) = plan(step, {ArchiveOnHost("src-app", "/srv/personale/documents"): ArchiveVolume(2, 10)}).actions
+    (action,) = plan(step, DOCS).actions
+    assert (action.op, action.undo.op, action.undo_on) == ("files.restore_packs", "files.unrestore_packs", "rollback")
+    (action,) = step.plan(objects_run(), canned_facts(step.needs(RUN), DOCS)).actions
     assert (action.op, action.undo.op, action.undo_on) == ("files.restore_from_bucket", "files.remove_restored", "rollback")
+
+
+def test_archive_delta_packs_and_restores_only_changes_and_undoes_on_rollback():
+    step = archive.ArchiveDelta("personnel", "src-app", "/srv/personale/documents", "tgt-app", "/srv/personale/documents")
+    p = plan(step, DOCS)
+    assert ops(p) == [("files.pack_to_bucket", "s3.abort_uploads"), ("files.restore_packs", "files.unrestore_packs")]
+    assert [a.args["delta"] for a in p.actions] == [True, True] and p.actions[1].undo_on == "rollback"
+    assert p.actions[0].args["live"] is False, "inside the freeze a file changing while read is an error"
+    staged_only = archive.ArchiveDelta("personnel", "src-app", "/srv/personale/documents", None, None)
+    assert ops(plan(staged_only, DOCS)) == [("files.pack_to_bucket", "s3.abort_uploads")]
 
 
 def test_restore_archive_without_a_target_host_names_the_spec_field():
@@ -287,7 +322,8 @@ def test_fence_lifts_itself_on_rollback_only():
 # --- the catalogue and the wave graph ---------------------------------------------------------
 
 TESTED = {app.Freeze, app.Configure, app.StartTargets, database.OpenStaging, database.StageDatabase, database.CreateDatabase,
-          database.RestoreDatabase, archive.StageArchive, archive.RestoreArchive, checks.EvidenceDigest,
+          database.RestoreDatabase, archive.StageArchive, archive.RestoreArchive, archive.ArchiveDelta,
+          checks.EvidenceDigest,
           checks.VerifyWave, cutover.WayBack, cutover.TargetHealth, cutover.Gate, cutover.SwitchEntry,
           cutover.PostCutover, sync.SyncDatabase, sync.Synced, sync.CutoverCheck, sync.FenceDatabase}
 
@@ -309,9 +345,10 @@ LAB_WAVE = ["freeze:src-app", "attendance/evidence:presenze", "staging:comune-mi
 # Source live until cutover-check; the freeze holds only what must be frozen.
 WARM_WAVE = ["staging:comune-migration-staging", "personnel/stage-db:personale", "attendance/stage-db:presenze",
              "personnel/create-db:personale", "attendance/create-db:presenze", "personnel/sync-db:personale",
-             "attendance/sync-db:presenze", "configure:tgt-app", "synced", "cutover-check", "freeze:src-app",
+             "attendance/sync-db:presenze", "personnel/stage-archive", "personnel/restore-archive",
+             "configure:tgt-app", "synced", "cutover-check", "freeze:src-app",
              "personnel/fence-db:personale", "attendance/fence-db:presenze", "attendance/evidence:presenze",
-             "personnel/stage-archive", "personnel/restore-archive", "verify", "start:tgt-app", "target-health",
+             "personnel/archive-delta", "verify", "start:tgt-app", "target-health",
              "go-no-go", "personnel/way-back:personale", "attendance/way-back:presenze", "switch-entry",
              "post-cutover"]
 

@@ -190,3 +190,35 @@ def test_source_digests_are_the_evidence_operations_results(tmp_path):
     journal.append("run-2", "wave-1", "effect", {"action": {"op": layout.EVIDENCE_OP, "args": {}}})
     assert runner.source_digests(journal, "run-1") == {"attendance/presenze public.punch": digest}
     assert runner.source_digests(journal, None) == {} and runner.source_digests(None, "run-1") == {}
+
+
+# --- documents in the packed layout: by the manifest ------------------------------------------
+
+def _doc(path, size=10, mtime=1, sha="a", mode=0o640):
+    return {"path": path, "size": size, "mtime_ns": mtime, "sha256": sha, "mode": mode, "pack": "p1"}
+
+
+PACKED = {"layout": "packed", "packs": [{"key": "p1", "size": 5120, "sha256": "P"}],
+          "files": [_doc("a.pdf"), _doc("b.pdf"), _doc("c.pdf")]}
+
+
+def test_packed_documents_against_the_source_name_each_path_and_problem():
+
+    on_source = {"a.pdf": _doc("a.pdf"), "b.pdf": _doc("b.pdf", mtime=2), "new.pdf": _doc("new.pdf")}
+    section, diffs = documents.compare_packed("personnel", PACKED, {"p1": 5120}, {"p1": "P"}, on_source)
+    assert section.status == "differs"
+    assert {(d.object, d.problem) for d in diffs} == {("new.pdf", "not_staged"),
+                                                      ("c.pdf", "gone_from_source_since_staging"),
+                                                      ("b.pdf", "changed_on_source_since_staging")}
+    _, diffs = documents.compare_packed("personnel", PACKED, {}, None, None)
+    assert [(d.object, d.problem, d.detail) for d in diffs] == [("p1", "missing_in_bucket", "pack of 3 document(s)")]
+
+
+def test_packed_documents_on_the_target_host_name_missing_extra_altered_and_metadata():
+
+    on_host = {"a.pdf": _doc("a.pdf", sha="x"), "b.pdf": _doc("b.pdf", mode=0o644), "z.pdf": _doc("z.pdf")}
+    _, diffs = documents.compare_restored_packed("personnel", PACKED, on_host, "tgt-app:/docs", True)
+    assert {(d.object, d.problem) for d in diffs} == {("a.pdf", "altered_on_target_host"),
+                                                      ("b.pdf", "metadata_differs_on_target_host"),
+                                                      ("c.pdf", "missing_on_target_host"),
+                                                      ("z.pdf", "extra_on_target_host")}
