@@ -24,10 +24,12 @@ Modes:
 - mkdirs TOP: stdin JSON list of relative directories, made (0750) in that order.
 - clean TOP PREFIX: remove every file whose name starts with PREFIX (a killed restore's
   temporaries).
+- purge TOP TRASH: remove the trash directory and what it holds (finalize: no way back).
 - trash TOP TRASH / untrash TOP TRASH: stdin JSON list of {path, sha256}: move each file with that
   SHA-256 into TRASH (a directory under TOP) and back.
 """
 
+import errno
 import grp
 import hashlib
 import json
@@ -38,6 +40,15 @@ import tarfile
 
 BLOCK = 1024 * 1024
 TRASH_PREFIX = ".migrate-trash-"
+
+
+def under(top, rel):
+    """top/rel, refusing a path that would leave top (absolute, or with a `..` part): the work
+    comes from a manifest, and a manifest is never trusted to name a place."""
+    parts = rel.split("/")
+    if not rel or rel.startswith("/") or ".." in parts or "" in parts:
+        raise ValueError("a path outside the archive was refused")
+    return os.path.join(top, rel)
 
 
 def frame(out, kind, body):
@@ -88,7 +99,7 @@ def entry(top, rel, st, with_hash):
              "uname": user, "gname": group}
     if with_hash:
         try:
-            found["sha256"] = sha256_of(os.path.join(top, rel))
+            found["sha256"] = sha256_of(under(top, rel))
         except OSError:
             found["sha256"] = None
     return found
@@ -119,7 +130,7 @@ def hashes(top, rels):
     found = {}
     for rel in rels:
         try:
-            found[rel] = sha256_of(os.path.join(top, rel))
+            found[rel] = sha256_of(under(top, rel))
         except OSError:
             found[rel] = None
     return found
@@ -150,7 +161,7 @@ class Packer:
         self.position, self.index = 0, []
 
     def add(self, top, rel):
-        path = os.path.join(top, rel)
+        path = under(top, rel)
         try:
             f = open(path, "rb")
         except OSError as exc:
@@ -206,7 +217,7 @@ class Restore:
 
     def temporary(self, rel):
         digest = hashlib.sha256(rel.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-        return os.path.join(self.top, os.path.dirname(rel), self.prefix + digest)
+        return os.path.join(os.path.dirname(under(self.top, rel)), self.prefix + digest)
 
     def start(self, header):
         self.key, self.digest, self.position = header["key"], hashlib.sha256(), 0
@@ -273,11 +284,8 @@ class Restore:
             if owner is not None:
                 os.chown(temp, *owner)
             os.utime(temp, ns=(e["mtime_ns"], e["mtime_ns"]))
-            try:
-                os.link(temp, os.path.join(self.top, e["path"]))  # never replaces a file
-            except FileExistsError:
+            if not publish(temp, under(self.top, e["path"])):
                 return self.abort("a file appeared at the place of one being restored")
-            os.unlink(temp)
             written += 1
         self.temps = []
         return {"key": self.key, "ok": True, "written": written, "bytes": sum(e["size"] for e in self.wanted)}
@@ -293,6 +301,22 @@ class Restore:
                 pass
         self.temps = []
         return {"key": self.key, "ok": False, "error": reason}
+
+
+def publish(temp, final):
+    """Give a written file its name without ever replacing one: a hard link, then the temporary
+    name removed (where the file system has no hard links: a rename after a check)."""
+    try:
+        os.link(temp, final)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP) or os.path.lexists(final):
+            raise
+        os.rename(temp, final)
+        return True
+    os.unlink(temp)
+    return True
 
 
 def restore(top, tag, stream, out):
@@ -320,7 +344,7 @@ def restore(top, tag, stream, out):
 def remove(top, work):
     removed = kept = 0
     for e in work.get("files", []):
-        path = os.path.join(top, e["path"])
+        path = under(top, e["path"])
         try:
             st = os.lstat(path)
         except FileNotFoundError:
@@ -333,7 +357,7 @@ def remove(top, work):
     dirs = 0
     for d in sorted(work.get("dirs", []), key=lambda d: -d.count("/")):
         try:
-            os.rmdir(os.path.join(top, d))
+            os.rmdir(under(top, d))
             dirs += 1
         except OSError:
             pass
@@ -342,7 +366,7 @@ def remove(top, work):
 
 def mkdirs(top, dirs):
     for d in dirs:
-        os.makedirs(os.path.join(top, d), mode=0o750, exist_ok=True)
+        os.makedirs(under(top, d), mode=0o750, exist_ok=True)
     return {"made": len(dirs)}
 
 
@@ -359,7 +383,7 @@ def clean(top, prefix):
 def trash(top, bin_dir, items, back):
     moved = 0
     for item in items:
-        inside, outside = os.path.join(top, bin_dir, item["path"]), os.path.join(top, item["path"])
+        inside, outside = under(top, bin_dir + "/" + item["path"]), under(top, item["path"])
         source, target = (inside, outside) if back else (outside, inside)
         if not os.path.exists(source) or os.path.exists(target) or sha256_of(source) != item["sha256"]:
             continue
@@ -367,6 +391,18 @@ def trash(top, bin_dir, items, back):
         os.rename(source, target)
         moved += 1
     return {"moved": moved}
+
+
+def purge(top, bin_dir):
+    import shutil
+
+    if not bin_dir.startswith(TRASH_PREFIX):
+        raise ValueError("only a trash directory of ours is purged")
+    path = under(top, bin_dir)
+    files = sum(len(f) for _, _, f in os.walk(path)) if os.path.isdir(path) else 0
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    return {"purged": files}
 
 
 def main(argv):
@@ -382,7 +418,7 @@ def main(argv):
         work = json.load(sys.stdin)
         answer = {"hash": lambda: hashes(top, work), "remove": lambda: remove(top, work),
                   "clean": lambda: clean(top, argv[2]), "mkdirs": lambda: mkdirs(top, work),
-                  "trash": lambda: trash(top, argv[2], work, False),
+                  "trash": lambda: trash(top, argv[2], work, False), "purge": lambda: purge(top, argv[2]),
                   "untrash": lambda: trash(top, argv[2], work, True)}[mode]()
         print(json.dumps(answer), file=out)
     out.flush()

@@ -248,6 +248,8 @@ def remote_hashes(client: paramiko.SSHClient, top: str, rels: list[str]) -> dict
 # --- the archive's program on the host (migrate/adapters/hostside.py) ------------------------
 
 HOST_PROGRAM = Path(__file__).with_name("hostside.py")  # run on the hosts, never imported here
+BLOCK_BUFFER = 1024 * 1024
+PROGRAM_TIMEOUT = 600  # seconds without a byte either way
 
 
 def program_command(inv: Inventory, name: str, mode: str, top: str, *args: str) -> str:
@@ -263,6 +265,7 @@ class Program:
 
     def __init__(self, client: paramiko.SSHClient, command: str):
         self.channel = client.get_transport().open_session(window_size=SFTP_WINDOW, max_packet_size=32768)
+        self.channel.settimeout(PROGRAM_TIMEOUT)  # a host that stops answering is a dropped channel
         self.channel.exec_command(command)
         self.stdin = self.channel.makefile_stdin("wb", 0)  # unbuffered: nothing left to flush at close
         self.stdout = self.channel.makefile("rb", BLOCK_BUFFER)
@@ -299,7 +302,6 @@ class Program:
         return status, err
 
 
-BLOCK_BUFFER = 1024 * 1024
 
 
 def call_program(inv: Inventory, name: str, mode: str, top: str, *args: str, work=None, client=None):

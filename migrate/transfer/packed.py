@@ -168,10 +168,23 @@ def stage(job: PackJob) -> dict:
     removed = _remove_leftovers(job, packs)
     known = {f["path"]: f for f in job.previous}
     known.update({f["path"]: f for p in packs for f in p["files"]})
-    todo = [f for f in listing if changed(known.get(f["path"]), f)]
     attempt = 1 + max((p["attempt"] for p in packs), default=0)
+    todo = [f for f in listing if changed(known.get(f["path"]), f)]
     tasks = [(f"{job.prefix}/packs/{_scope_tag(job.scope)}-{attempt:03d}-{n:05d}.tar", g)
              for n, g in enumerate(groups(todo, job.pack_bytes), 1)]
+    new = _pack_checked(job, top, tasks, attempt)
+    for p in new:
+        known.update({f["path"]: f for f in p["files"]})
+    entries = _entries(job, listing, known)
+    packed_now = {f["path"] for p in new for f in p["files"]}
+    return {"files": len(entries), "packed": sum(e["path"] in packed_now for e in entries), "packs": len(new),
+            "unchanged": sum(e["path"] not in packed_now for e in entries),
+            "deleted": len({f["path"] for f in job.previous} - {f["path"] for f in listing}),
+            "left_for_later": len(listing) - len(entries), "bytes": sum(e["size"] for e in entries),
+            "leftovers_removed": removed, **write_manifest(job, entries, packs + new)}
+
+
+def _pack_checked(job: PackJob, top: str, tasks: list, attempt: int) -> list[dict]:
     errors, failures, new = _pack_all(job, top, tasks, attempt)
     if errors:
         raise StepFailed(f"{errors[0]}{f' (and {len(errors) - 1} more)' if len(errors) > 1 else ''}; a rerun"
@@ -180,20 +193,18 @@ def stage(job: PackJob) -> dict:
         first = failures[0]
         raise StepFailed(f"document {first['path']}: {first['reason']} while it was packed ({len(failures)} in all);"
                          " is the source frozen?")
-    for p in new:
-        known.update({f["path"]: f for f in p["files"]})
+    return new
+
+
+def _entries(job: PackJob, listing: list[dict], known: dict[str, dict]) -> list[dict]:
+    """The manifest's entries: every listed file whose staged version is the one listed. On a
+    live source, a file changed since the listing waits for the next pass; frozen, it is an error."""
     listed = {f["path"]: f for f in listing}
-    moved = [p for p in listed if p in known and changed(known[p], listed[p])]  # changed since the listing
+    moved = sorted(p for p in listed if p in known and changed(known[p], listed[p]))
     if moved and not job.live:
-        raise StepFailed(f"document {sorted(moved)[0]}: changed while the archive was staged ({len(moved)} in all);"
+        raise StepFailed(f"document {moved[0]}: changed while the archive was staged ({len(moved)} in all);"
                          " is the source frozen?")
-    entries = [known[p] for p in sorted(listed) if p in known and not changed(known[p], listed[p])]
-    manifest = write_manifest(job, entries, packs + new)
-    return {"files": len(entries), "packed": sum(len(p["files"]) for p in new), "packs": len(new),
-            "unchanged": len(entries) - sum(len(p["files"]) for p in new),
-            "deleted": len({f["path"] for f in job.previous} - set(listed)),
-            "left_for_later": len(failures), "bytes": sum(e["size"] for e in entries),
-            "leftovers_removed": removed, **manifest}
+    return [known[p] for p in sorted(listed) if p in known and not changed(known[p], listed[p])]
 
 
 def _scope_tag(scope: str) -> str:
@@ -246,7 +257,7 @@ def write_manifest(job: PackJob, entries: list[dict], packs: list[dict]) -> dict
     body = json.dumps({"layout": "packed", "host": job.host, "path": job.path,
                        "packs": [{k: p[k] for k in ("key", "size", "sha256")} for p in packs if p["key"] in used],
                        "files": [{k: e[k] for k in MANIFEST_FIELDS} for e in entries]},
-                      indent=0, sort_keys=True).encode()
+                      separators=(",", ":"), sort_keys=True).encode()
     key = f"{job.prefix}/{job.manifest}"
     stored = cloud.put_bytes(job.inv, job.s3, key, body, metadata={"sha256": hashlib.sha256(body).hexdigest()})
     return {"manifest_key": key, "manifest_sha256": stored.sha256, "manifest_bytes": stored.size}
@@ -295,13 +306,18 @@ def survey(job: RestoreJob, files: list[dict], previous: list[dict]) -> Survey:
     _, there, dirs = ssh.scan_program(job.inv, job.host, job.top)
     on_host = {f["path"]: f for f in there}
     before = {f["path"]: f for f in previous}
-    same_size = [f for f in files if f["path"] in on_host and on_host[f["path"]]["size"] == f["size"]]
+    kept = {f["path"] for f in files if _as_restored(before.get(f["path"]), f, on_host.get(f["path"]))}
+    same_size = [f for f in files if f["path"] in on_host and on_host[f["path"]]["size"] == f["size"]
+                 and f["path"] not in kept]
     hashes = host_hashes(job, [f["path"] for f in same_size]
-                         + [p for p in before if p in on_host and on_host[p]["size"] == before[p]["size"]])
+                         + [p for p in before if p in on_host and on_host[p]["size"] == before[p]["size"]
+                            and p not in kept])
     todo, conflicts, set_aside, present = [], [], [], 0
     for f in files:
         old = before.get(f["path"])
-        if f["path"] not in on_host:
+        if f["path"] in kept:
+            present += 1
+        elif f["path"] not in on_host:
             todo.append(f)
         elif hashes.get(f["path"]) == f["sha256"]:
             present += 1
@@ -315,6 +331,14 @@ def survey(job: RestoreJob, files: list[dict], previous: list[dict]) -> Survey:
         if p not in wanted and p in on_host and hashes.get(p) == old["sha256"]:
             set_aside.append({"path": p, "sha256": old["sha256"]})
     return Survey(todo, present, sorted(conflicts), _missing_dirs(todo, set(dirs)), set_aside)
+
+
+def _as_restored(old: dict | None, new: dict, there: dict | None) -> bool:
+    """A delta's unchanged file still as the first pass left it (same size and mtime to the
+    nanosecond): not hashed again inside the freeze; the verification that follows hashes every
+    file on the host."""
+    return (old is not None and there is not None and old["sha256"] == new["sha256"]
+            and (there["size"], there["mtime_ns"]) == (old["size"], old["mtime_ns"]) == (new["size"], new["mtime_ns"]))
 
 
 def host_hashes(job: RestoreJob, rels: list[str]) -> dict[str, str | None]:
@@ -484,3 +508,8 @@ def _trash_dirs(job: RestoreJob, recorded: list[dict]) -> set[str]:
                 d = posixpath.dirname(d)
             found.add(job.trash)
     return found
+
+
+def purge_set_aside(job: RestoreJob) -> dict:
+    """Finalize: the old versions a delta set aside are no longer needed to roll back."""
+    return ssh.call_program(job.inv, job.host, "purge", job.top, job.trash)

@@ -186,31 +186,27 @@ def child(kind: str, journal: str, url: str) -> None:
     inv = config.load(lab.INVENTORY)
     storage = inv.spec.storage.model_copy(update={"endpoint_url": url})
     inv = dataclasses.replace(inv, spec=inv.spec.model_copy(update={"storage": storage}))
-    lock = threading.Lock()
     if kind == "pack":
-        real = packed.Packer.pack
-
-        def slowly(self, task):
-            found = real(self, task)
-            with lock:
-                print(json.dumps({"event": "pack"}), flush=True)
-            time.sleep(0.3)
-            return found
-        packed.Packer.pack = slowly
+        slow_down(packed.Packer, "pack")
         packed.stage(pack_job(inv, Path(journal), pack_mb=0.05))
     else:
-        real = packed.Writer.restore
-
-        def slowly(self, task):
-            found = real(self, task)
-            with lock:
-                print(json.dumps({"event": "restored"}), flush=True)
-            time.sleep(0.3)
-            return found
-        packed.Writer.restore = slowly
+        slow_down(packed.Writer, "restore")
         job = pack_job(inv, Path(journal))
         manifest = manifest_of(job, job.log.journal.records(run_id="run-packed")[-1].data["result"])
         packed.restore(restore_job(inv, Path(journal)), manifest, [])
+
+
+def slow_down(cls, method: str) -> None:
+    """Each finished pack printed as one JSON line, then a pause: time for the test to kill."""
+    real, lock = getattr(cls, method), threading.Lock()
+
+    def slowly(self, task):
+        found = real(self, task)
+        with lock:  # two worker threads: one whole line at a time
+            print(json.dumps({"event": method}), flush=True)
+        time.sleep(0.3)
+        return found
+    setattr(cls, method, slowly)
 
 
 def kill_at(kind: str, journal: Path, url: str, count: int) -> None:
@@ -313,3 +309,22 @@ def test_verification_by_manifest_names_a_missing_an_extra_and_an_altered_file(a
     hashes = probes.objects_sha256(job.s3, job.bucket, [p["key"] for p in manifest["packs"]])
     _, diffs = documents.compare_packed("personnel", manifest, objects, hashes, on_source)
     assert [(d.object, d.problem) for d in diffs] == [(victim["key"], "altered_in_bucket")]
+
+
+def test_a_channel_dropped_while_packing_is_tried_again(archive, tmp_path, monkeypatch):
+    inv, journal = archive, tmp_path / "journal.sqlite"
+    real, dropped = packed.ssh.Program.read_frame, []
+
+    def drop_once(self):
+        kind, body = real(self)
+        if kind == b"D" and not dropped:
+            dropped.append(True)
+            self.channel.close()  # mid-pack: the rest of this pack never arrives
+        return kind, body
+    monkeypatch.setattr(packed.ssh.Program, "read_frame", drop_once)
+    job = pack_job(inv, journal)
+    staged = packed.stage(job)
+    assert dropped and staged["files"] == len(files_of(source_root()))
+    manifest = manifest_of(job, staged)
+    assert cloud.list_keys(job.s3, job.bucket, "test/docs/personnel/packs/") == {p["key"] for p in manifest["packs"]}
+    assert cloud.incomplete_uploads(job.s3, job.bucket, "") == []

@@ -123,3 +123,14 @@ def test_remove_and_trash_touch_only_what_matches(tree):
     assert not (tree / doc["path"]).exists() and doc["path"] not in {f["path"] for f in listing(tree)}
     assert json.loads(run("untrash", tree, ".migrate-trash-T", stdin=item)) == {"moved": 1}
     assert json.loads(run("remove", tree, stdin=json.dumps({"files": [doc]}).encode()))["removed"] == 1
+
+
+@pytest.mark.parametrize("rel", ["../outside.pdf", "/etc/passwd", "a/../../x", "a//b"])
+def test_a_path_leaving_the_archive_is_refused(tree, tmp_path, rel):
+    outside = tmp_path / "outside.pdf"
+    outside.write_bytes(b"keep me")
+    st = outside.stat()
+    done = subprocess.run([sys.executable, "-c", SOURCE, "remove", str(tree)], capture_output=True, timeout=60,
+                          input=json.dumps({"files": [{"path": rel, "size": st.st_size,
+                                                       "mtime_ns": st.st_mtime_ns}]}).encode())
+    assert done.returncode != 0 and b"ValueError" in done.stderr and outside.exists()
