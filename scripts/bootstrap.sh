@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what migrate and its lab need on a Debian machine (run as root): the PostgreSQL
-# server and client tools, openssh-server, Python's venv, then the package into .venv.
+# server and client tools, openssh-server, Python's venv, Chromium and poppler-utils (for the
+# evidence page's browser test), then the package into .venv.
 # Idempotent and quiet when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,9 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 [ -x /usr/lib/openssh/sftp-server ] || need+=(openssh-sftp-server)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+# The evidence page's browser test: headless Chromium, and poppler for its print layout.
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "bootstrap: missing OS packages (${need[*]}); run as root or install them" >&2
