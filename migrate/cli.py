@@ -11,6 +11,7 @@ import json
 import sys
 import time
 import traceback
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -212,6 +213,18 @@ def rollback(o: Options, wave: str, yes: bool, limit: str | None) -> None:
 
 
 @cli.command(epilog=EXIT_CODES)
+@click.argument("wave")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+@click.pass_obj
+def finalize(o: Options, wave: str, yes: bool) -> None:
+    """End WAVE for good after go-live and the confirmation period: the way back ends, the staged
+    copies are deleted, the wave is marked final (NO ROLLBACK AFTER IT), and a last evidence pack
+    is written."""
+    _finish(o, commands.finalize(o.inventory(), wave, bus=o.bus(), confirm=confirm_with(yes)))
+
+
+@cli.command(epilog=EXIT_CODES)
 @click.argument("wave", required=False)
 @json_option
 @click.pass_obj
@@ -304,6 +317,60 @@ def report(o: Options, wave: str) -> None:
     _print_report(o, data, reports)
     if data["status"] != "passed":
         raise VerificationFailed(f"the last verification of {wave} found {data['summary']['differences']} difference(s)")
+
+
+class DefaultToBuild(click.Group):
+    """`migrate evidence WAVE` builds, `migrate evidence verify PACK` checks: a first word that is
+    not a subcommand is the wave of `build`."""
+
+    def resolve_command(self, ctx, args):
+        if args and args[0] not in self.commands:
+            args = ["build", *args]
+        return super().resolve_command(ctx, args)
+
+
+@cli.group(cls=DefaultToBuild, epilog=EXIT_CODES)
+def evidence() -> None:
+    """Write the evidence pack of a run (`migrate evidence WAVE`), or check one offline
+    (`migrate evidence verify DIR|TAR`)."""
+
+
+@evidence.command("build", epilog=EXIT_CODES)
+@click.argument("wave")
+@click.option("--run", "run_id", metavar="RUN", help="Which run (default: the wave's last).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Directory to write (default: under"
+              " INVENTORY/.state/evidence/).")
+@json_option
+@click.pass_obj
+def evidence_build(o: Options, wave: str, run_id: str | None, out: Path | None) -> None:
+    """Write the evidence pack of WAVE's run: a directory and a .tar of it."""
+    done = commands.evidence(o.inventory(), wave, run_id=run_id, out=out)
+    if o.json:
+        click.echo(json.dumps(done))
+        return
+    note = "signed" if done["signed"] else "NOT signed (no evidence.signing_key in the spec)"
+    click.echo(f"evidence pack: {done['path']}\n  tar: {done['tar']} ({done['bytes']:,} bytes, {done['files']} files,"
+               f" {note})\n  digest: {done['sha256']}\n  check it: migrate evidence verify {done['tar']}")
+
+
+@evidence.command("verify", epilog=EXIT_CODES)
+@click.argument("pack", type=click.Path(exists=True, path_type=Path))
+@click.option("--previous", type=click.Path(exists=True, path_type=Path), help="The pack before it: check the link.")
+@click.option("--key", "public_key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The signing key's public PEM as the Comune published it (default: the one in the pack).")
+@json_option
+@click.pass_obj
+def evidence_verify(o: Options, pack: Path, previous: Path | None, public_key: Path | None) -> None:
+    """Check a pack offline: checksums, schema, journal chain, page, signatures; exit 1 naming
+    the first file that fails."""
+    from migrate.evidence import verify as checking
+    done = checking.check(pack, previous=previous, public_key=public_key)
+    if o.json:
+        click.echo(json.dumps(done))
+        return
+    signed = "signatures verified" if done["signed"] else "not signed"
+    click.echo(f"evidence pack {done['pack']}: intact (run {done['run_id']}, {done['journal_records']} journal records,"
+               f" {signed}); digest {done['sha256']}")
 
 
 def _print_report(o: Options, data: dict, reports) -> None:

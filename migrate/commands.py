@@ -23,7 +23,7 @@ from migrate.engine.sinks import DryRunSink, LiveSink
 from migrate.errors import AwaitingApproval, MigrateError, PreflightFailed, StepFailed
 from migrate.facts.database import DatabaseSize
 from migrate.model.layout import SWITCH_ID, SYNCED_ID, fence_db_id, journal_path
-from migrate.model.plan import WavePlan
+from migrate.model.plan import Action, WavePlan
 from migrate.model.result import StepResult, WaveOutcome, systems_by_state
 from migrate.ops import app, archive, cutover, database, staging, sync, verify
 from migrate.transfer import sync as sync_protocol
@@ -165,8 +165,10 @@ def run(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm, dry_run
     with lock.wave_lock(inv.state_dir, wave, "dry run" if dry_run else "run") as stale:
         _require_chain(j)
         view = state.latest(j.records(wave=key))
-        if view and view.status == "completed":
+        if view and view.status in ("completed", "final"):
             return _completed(key, wave, view, dry_run)
+        if view and view.status == "finalizing":
+            raise MigrateError(f"{key}: run {view.run_id} is being finalized; finish with `migrate finalize {wave}`")
         if view and view.status in ("rolling_back",):
             raise MigrateError(f"{key}: run {view.run_id} is half rolled back; finish with `migrate rollback {wave}`")
         scope.check_run(full, j, wave, key)
@@ -319,6 +321,9 @@ def rollback(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm,
         view = state.latest(j.records(wave=key))
         if view is None or view.status == "rolled_back":
             return WaveOutcome(key, "nothing", f"{key}: nothing to roll back")
+        if view.status in ("finalizing", "final"):
+            raise MigrateError(f"{key}: run {view.run_id} was finalized: its way back and its staged copies are gone,"
+                               " a rollback is impossible (restore from backups, or plan a wave back)")
         scope.check_rollback(full, j, wave, key)
         effects = view.pending_undo()
         text = "\n".join([f"roll back {key}, run {view.run_id} ({len(effects)} effects to undo, newest first):"]
@@ -451,3 +456,78 @@ def report(inv: config.Inventory, wave: str) -> dict:
     _, data = reports.last(inv, j, wave)
     froze = [r.data for r in j.records(run_id=data.get("run_id")) if r.kind == "freeze"] if data.get("run_id") else []
     return {**data, "freeze": froze[-1]} if froze else data
+
+
+def evidence(inv: config.Inventory, wave: str, *, run_id: str | None = None, out=None) -> dict:
+    """Write the evidence pack of a run of WAVE (default: its last); journalled with its digest."""
+    from migrate.evidence import pack
+    scope.check_wave(inv, wave)
+    j = journal(inv)
+    _require_chain(j)
+    return pack.build(inv, j, wave, run_id=run_id, out=out)
+
+
+FINALIZE_OPS = {"replication.start": "replication.end", "s3.open_staging": "s3.close_staging"}
+
+
+def finalize(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm, now: float | None = None) -> WaveOutcome:
+    """After go-live and the spec's confirmation period: end the way back, delete the staging
+    prefix, purge what archive deltas set aside, mark the wave final (no rollback after it), and
+    write the last evidence pack. Each action is journalled before and after; a killed
+    finalize is run again (every action is idempotent)."""
+    from migrate.evidence import pack
+    scope.check_wave(inv, wave)
+    j = journal(inv)
+    with lock.wave_lock(inv.state_dir, wave, "finalize"):
+        _require_chain(j)
+        view = state.latest(j.records(wave=wave))
+        _finalizable(inv, wave, view, now or time.time())
+        actions = _finalize_actions(view)
+        text = "\n".join([f"FINALIZE {wave}, run {view.run_id}: AFTER THIS, `migrate rollback {wave}` IS IMPOSSIBLE."]
+                         + [f"  {step}: {a.summary}" for step, a in actions]
+                         + ["  then: mark the wave final and write its last evidence pack"])
+        if not confirm(text):
+            return WaveOutcome(wave, "cancelled", "cancelled; nothing was changed")
+        if view.status != "finalizing":
+            j.append(view.run_id, wave, "finalize_started", {"operator": operator(), "actions": len(actions)})
+        sink = live_sink(context(inv, view.run_id, wave, bus=bus, journal=j))
+        for step, action in actions:
+            j.append(view.run_id, wave, "finalize_action", {"action": action.to_json()}, step=step)
+            bus.emit("action", step=step, summary=action.summary, dry=False)
+            j.append(view.run_id, wave, "finalize_done", {"op": action.op, "result": sink.execute(action)}, step=step)
+        j.append(view.run_id, wave, "finalized", {"operator": operator()})
+    built = pack.build(inv, j, wave, run_id=view.run_id)
+    return WaveOutcome(wave, "final", f"{wave} is final (run {view.run_id}); evidence pack {built['tar']}",
+                       run_id=view.run_id)
+
+
+def _finalizable(inv: config.Inventory, wave: str, view, now: float) -> None:
+    if view is None or view.status not in ("completed", "finalizing"):
+        raise MigrateError(f"{wave}: only a completed wave can be finalized"
+                           f" ({'no run' if view is None else 'its last run is ' + view.status})")
+    switched = view.steps.get(SWITCH_ID)
+    if switched is None or switched.state != "done":
+        raise MigrateError(f"{wave}: run {view.run_id} did not switch its entry point: nothing went live to confirm")
+    days = inv.spec.evidence.confirmation_days
+    ready = switched.ended + days * 86400
+    if now < ready:
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ready))
+        raise MigrateError(f"{wave}: went live {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(switched.ended))};"
+                           f" evidence.confirmation_days is {days}: finalize from {when}")
+
+
+def _finalize_actions(view) -> list:
+    """The way back's end, the staging's deletion, and each archive delta's set-aside purge."""
+    found = []
+    for seq, step, action in view.effects:
+        if seq in view.undone:
+            continue
+        if action.op in FINALIZE_OPS:
+            undo = action.undo or action
+            summary = ("end the way back (drop its subscription, slot and publication; the target is not fenced)"
+                       if action.op == "replication.start" else undo.summary)
+            found.append((step, Action(FINALIZE_OPS[action.op], undo.args, summary)))
+        elif action.op == "files.restore_packs" and action.args.get("delta"):
+            found.append((step, Action("files.purge_set_aside", action.args,
+                                       f"purge the old versions the delta set aside on {action.args['host']}")))
+    return found

@@ -20,3 +20,15 @@ def hold_libpq_variables() -> None:
 
 def get(name: str) -> str | None:
     return os.environ.get(name, HELD.get(name))
+
+
+def checkout_commit(directory) -> str | None:
+    """The git commit of a checkout (the tool's own, when it runs from one); None otherwise."""
+    import subprocess
+
+    try:
+        done = subprocess.run(["git", "-C", str(directory), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None

@@ -204,6 +204,14 @@ class EntryPoint(Strict):
     dns_ttl: int = Field(60, ge=1, le=86400)
 
 
+class Evidence(Strict):
+    # An ed25519 private key (PEM, unencrypted, relative to the inventory directory) that signs
+    # each pack's attestations; absent: packs are unsigned and say so on their first page.
+    signing_key: str | None = None
+    # Days after go-live before `migrate finalize` may end the way back and delete the staging.
+    confirmation_days: int = Field(14, ge=0, le=365)
+
+
 class Spec(Strict):
     version: Literal[1]
     allowed_networks: list[str] = Field(min_length=1)
@@ -223,6 +231,7 @@ class Spec(Strict):
     storage: Storage
     transfer: Transfer = Transfer()
     entry_point: EntryPoint | None = None
+    evidence: Evidence = Evidence()
     systems: dict[str, System]
     waves: dict[str, Wave]
 

@@ -131,6 +131,12 @@ class Journal:
     def waves(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT wave FROM records GROUP BY wave ORDER BY MIN(seq)")]
 
+    def rows(self):
+        """Every record as stored (seq, run_id, wave, step, kind, body text, at, prev_hash, hash),
+        in order: what the chain is computed over, for an export that others can check."""
+        yield from self.db.execute(
+            "SELECT seq, run_id, wave, step, kind, data, at, prev_hash, hash FROM records ORDER BY seq")
+
     def verify_chain(self) -> str | None:
         """None when intact, else a one-line description of the first broken record. The last
         record must reach the anchored head (see `_anchor`); a journal written before heads were

@@ -89,6 +89,10 @@ def _apply(view: RunView, r: Record) -> None:
         view.status = "rolling_back"
     elif r.kind == "rollback_finished":
         view.status, view.ended = "rolled_back", r.at
+    elif r.kind == "finalize_started":
+        view.status = "finalizing"  # no way back from here: rollback refuses, finalize goes on
+    elif r.kind == "finalized":
+        view.status = "final"
 
 
 def latest(records: list[Record]) -> RunView | None:

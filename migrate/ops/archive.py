@@ -132,3 +132,9 @@ def restore_packs(ctx: Context, *, host: str, path: str, system: str, step: str,
 @operation("files.unrestore_packs")
 def unrestore_packs(ctx: Context, *, host: str, path: str, system: str, step: str, delta: bool = False) -> dict:
     return packed.undo(_packed_restore_job(ctx, host=host, path=path, system=system, step=step, delta=delta))
+
+
+@operation("files.purge_set_aside")
+def purge_set_aside(ctx: Context, *, host: str, path: str, system: str, step: str, delta: bool = True) -> dict:
+    return packed.purge_set_aside(_packed_restore_job(ctx, host=host, path=path, system=system, step=step,
+                                                      delta=delta))

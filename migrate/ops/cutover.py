@@ -26,6 +26,11 @@ def stop_way_back(ctx: Context, **where) -> dict:
     return way_back.stop(ctx.inv, **where)
 
 
+@operation("replication.end")
+def end_way_back(ctx: Context, **where) -> dict:
+    return way_back.end(ctx.inv, **where)
+
+
 @operation("cutover.health")
 def health(ctx: Context, *, checks: list[dict], wait: float = HEALTH_WAIT_SECONDS) -> dict:
     """Every page answers 200 and names the expected database (and upstream), within `wait`."""

@@ -76,6 +76,19 @@ def stop(inv: Inventory, *, source: str, source_db: str, target: str, target_db:
     return result
 
 
+def end(inv: Inventory, *, source: str, source_db: str, target: str, target_db: str) -> dict:
+    """Finalize: the way back is no longer wanted. Its subscription, slot and publication are
+    dropped; the target, now the live system, is not fenced and keeps every write."""
+    name = name_for(target_db)
+    with _session(inv, source, source_db) as conn:
+        _drop_subscription(conn, name)
+    if db.database_exists(inv, target, target_db):
+        with _session(inv, target, target_db) as conn:
+            _drop_slot(conn, name)
+            conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)))
+    return {"subscription": name, "ended": True}
+
+
 def _session(inv: Inventory, server: str, dbname: str):
     """Our own session stays writable on a fenced database (the fence is the database's default:
     ALTER DATABASE again, CREATE SUBSCRIPTION, DROP ... would fail in a read-only transaction);

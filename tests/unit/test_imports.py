@@ -16,7 +16,7 @@ LAYERS = [
     {"transfer"},
     {"facts", "verify"},
     {"engine"},
-    {"steps", "preflight"},
+    {"steps", "preflight", "evidence"},
     {"ops", "testing"},
     {"scope"},
     {"commands", "lab_cli"},
