@@ -15,6 +15,7 @@ import migrate
 from migrate.adapters import environ
 from migrate.config import SPEC_FILE, Inventory
 from migrate.engine import state
+from migrate.evidence import html
 from migrate.errors import MigrateError
 from migrate.model.layout import GATE_ID, SWITCH_ID
 
@@ -50,7 +51,8 @@ def gather(inv: Inventory, journal, wave: str, run_id: str | None, *, previous: 
     lines, journal_facts = _journal_lines(journal, view.run_id)
     manifest = {
         "schema_version": SCHEMA_VERSION, "kind": "migrate-evidence-pack", "generated_at": iso(now),
-        "tool": {"name": "migrate", "version": migrate.__version__, "commit": _commit()},
+        "tool": {"name": "migrate", "version": migrate.__version__, "commit": _commit(),
+                 "page_template_sha256": html.template_sha256()},
         "inventory": {"name": inv.path.name, "spec_sha256": hashlib.sha256((inv.path / SPEC_FILE).read_bytes()).hexdigest()},
         "wave": wave, "run_id": view.run_id, "status": view.status, "operator": view.operator,
         "mode": "warm" if any(s.id == "synced" for s in view.plan.steps) else "cold",

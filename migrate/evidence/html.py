@@ -278,3 +278,12 @@ def records(value) -> bool:
 
 def columns(items: list[dict]) -> list[str]:
     return list(dict.fromkeys(k for item in items for k in item))
+
+
+def template_sha256() -> str:
+    """The page template's digest: a pack records it, so `evidence verify` knows whether it can
+    render the very same page again (a later version of the tool may word it differently)."""
+    import hashlib
+    from pathlib import Path
+
+    return hashlib.sha256((Path(__file__).with_name(TEMPLATE)).read_bytes()).hexdigest()

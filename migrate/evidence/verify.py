@@ -54,13 +54,22 @@ def check(where: Path, *, previous: Path | None = None, public_key: Path | None 
                               f" {exc.message[:200]}") from None
         _journal(top, manifest)
         results = {name[len("results/"):-len(".json")]: _load(top, name) for name in manifest["files"]}
-        if (top / "report.html").read_text() != html.render(manifest, results):
-            raise PackInvalid("report.html: differs from the page the manifest and results give")
+        page = _page(top, manifest, results)
         signed = _attestations(top, manifest, public_key)
         if previous is not None:
             _previous(manifest, previous)
     return {"pack": str(where), "sha256": digest, "run_id": manifest["run_id"], "wave": manifest["wave"],
-            "signed": signed, "journal_records": manifest["journal"]["records"]}
+            "signed": signed, "journal_records": manifest["journal"]["records"], "page": page}
+
+
+def _page(top: Path, manifest: dict, results: dict) -> str:
+    """The page must be the one its JSON gives: rendered again and compared, when this tool has
+    the template the pack was made with (another version words it otherwise)."""
+    if manifest["tool"].get("page_template_sha256") != html.template_sha256():
+        return "made with another page template: not rendered again (its checksum and signature still hold)"
+    if (top / "report.html").read_text() != html.render(manifest, results):
+        raise PackInvalid("report.html: differs from the page the manifest and results give")
+    return "rendered again from manifest.json and results/: identical"
 
 
 def _sums(top: Path) -> str:
