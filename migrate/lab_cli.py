@@ -51,6 +51,12 @@ scale_options = [
 ]
 
 
+documents_option = click.option(
+    "--documents", type=click.IntRange(0, 1_000_000), default=0, show_default=True, metavar="N",
+    help="Also write N historical personnel files (small PDFs, no index rows) into the archive's"
+         " fascicoli-storici/; `lab reset` restores them.")
+
+
 def scale(fn):
     for option in reversed(scale_options):
         fn = option(fn)
@@ -65,10 +71,12 @@ def lab() -> None:
 @lab.command()
 @lab_dir_option
 @scale
+@documents_option
 @click.option("--port", "ports", multiple=True, metavar="NAME=PORT", help="Override a default port.")
-def up(lab_dir: Path, employees: int, years: int, seed: int, ports: tuple[str, ...]) -> None:
+def up(lab_dir: Path, employees: int, years: int, seed: int, documents: int, ports: tuple[str, ...]) -> None:
     """Build and start the lab (idempotent); seed it when it is new."""
-    _call(_lab_api().up, lab_dir, ports=_ports(ports), employees=employees, years=years, seed=seed)
+    _call(_lab_api().up, lab_dir, ports=_ports(ports), employees=employees, years=years, seed=seed,
+          documents=documents)
     click.echo(f"lab up in {lab_dir}")
 
 
@@ -108,11 +116,21 @@ def status(ctx: click.Context, lab_dir: Path, as_json: bool) -> None:
 @lab.command()
 @lab_dir_option
 @scale
-def seed(lab_dir: Path, employees: int, years: int, seed: int) -> None:
+@documents_option
+def seed(lab_dir: Path, employees: int, years: int, seed: int, documents: int) -> None:
     """Reseed the source with synthetic data and empty the target: the lab's initial state."""
-    counts = _call(_lab_api().reseed, lab_dir, employees=employees, years=years, seed=seed)
-    punches = counts.get("presenze.punch") if isinstance(counts, dict) else None
-    click.echo(f"seeded {employees} employees x {years} years (seed {seed})" + (f": {punches:,} punches" if punches else ""))
+    counts = _call(_lab_api().reseed, lab_dir, employees=employees, years=years, seed=seed,
+                   documents=documents)
+    counts = counts if isinstance(counts, dict) else {}
+    punches, bulk = counts.get("presenze.punch"), counts.get("bulk_archive")
+    click.echo(f"seeded {employees} employees x {years} years (seed {seed})"
+               + (f": {punches:,} punches" if punches else "")
+               + (f" + {bulk['files']:,} archive documents ({_megabytes(bulk['bytes'])}, written in"
+                  f" {bulk['seconds']} s)" if bulk else ""))
+
+
+def _megabytes(count: int) -> str:
+    return f"{count / 1e6:,.0f} MB" if count >= 10e6 else f"{count / 1e6:.1f} MB"
 
 
 @lab.command()

@@ -50,11 +50,12 @@ log = logging.getLogger(__name__)
 
 
 def up(lab_dir: Path | str, *, ports: LabPorts | None = None, employees: int = 40,
-       years: int = 2, seed: int = 1) -> dict:
+       years: int = 2, seed: int = 1, documents: int = 0) -> dict:
     """Build what is missing, start what is not running, seed a new lab; return `status`.
 
     `ports` defaults to LabPorts() for a new lab and to the recorded ports for an existing
     one (other ports for an existing lab are refused). An up-and-seeded lab is left untouched.
+    `documents`: historical files added to a new lab's archive (as `reseed`).
     If this call fails, it stops the services it started (data and keys are kept).
     """
     paths = lab_paths(lab_dir)
@@ -77,15 +78,15 @@ def up(lab_dir: Path | str, *, ports: LabPorts | None = None, employees: int = 4
         pending = supervisor.not_running(paths, state, ports)
         supervisor.require_free_ports(pending)
         prepare.build_files(paths, ports)
-        _start_and_seed(paths, state, ports, pending,
-                        employees=employees, years=years, seed=seed)
+        _start_and_seed(paths, state, ports, pending, employees=employees, years=years,
+                        seed=seed, documents=documents)
         if json.dumps(state, sort_keys=True, default=str) != before:
             write_state(paths, state)
     return status(paths.root)
 
 
 def _start_and_seed(paths: LabPaths, state: dict, ports: LabPorts, pending: list[Service], *,
-                    employees: int, years: int, seed: int) -> None:
+                    employees: int, years: int, seed: int, documents: int) -> None:
     """Start the pending services, provision them, seed a new lab; on failure, stop what was
     started here and record that."""
     started: list[tuple[Service, int]] = []
@@ -99,7 +100,8 @@ def _start_and_seed(paths: LabPaths, state: dict, ports: LabPorts, pending: list
     try:
         supervisor.start_pending(paths, state, ports, pending, record)
         _provision(paths, state, ports, s3_started=any(s.kind == "moto" for s in pending))
-        _ensure_seeded(paths, state, ports, employees=employees, years=years, seed=seed)
+        _ensure_seeded(paths, state, ports, employees=employees, years=years, seed=seed,
+                       documents=documents)
     except BaseException:
         _stop_started(paths, state, started)
         write_state(paths, state)
@@ -119,21 +121,22 @@ def _provision(paths: LabPaths, state: dict, ports: LabPorts, s3_started: bool) 
 
 
 def _ensure_seeded(paths: LabPaths, state: dict, ports: LabPorts, *, employees: int,
-                   years: int, seed: int) -> None:
+                   years: int, seed: int, documents: int) -> None:
     if state["seeded"] is None:
         state["seeded"] = baseline.seed_lab(paths, ports, employees=employees, years=years,
-                                            seed=seed)
+                                            seed=seed, documents=documents)
     elif not state["seeded"].get("baseline"):
         # Seeded before the lab had a baseline: the source is still as seeded.
         baseline.make_baseline(paths, ports)
         state["seeded"]["baseline"] = True
-    elif (employees, years, seed) != _seed_params(state["seeded"]):
+    elif (employees, years, seed, documents) != _seed_params(state["seeded"]):
         log.info("lab already seeded with %s; use reseed to change it",
                  _seed_params(state["seeded"]))
 
 
-def _seed_params(seeded: dict) -> tuple[int, int, int]:
-    return seeded["employees"], seeded["years"], seeded["seed"]
+def _seed_params(seeded: dict) -> tuple[int, int, int, int]:
+    # A lab seeded before historical files existed has none.
+    return seeded["employees"], seeded["years"], seeded["seed"], seeded.get("documents", 0)
 
 
 def _stop_started(paths: LabPaths, state: dict, started: list[tuple[Service, int]]) -> None:
@@ -215,14 +218,16 @@ def _up_flags(current: dict) -> dict[str, bool]:
     return flags
 
 
-def reseed(lab_dir: Path | str, *, employees: int, years: int, seed: int) -> dict:
+def reseed(lab_dir: Path | str, *, employees: int, years: int, seed: int,
+           documents: int = 0) -> dict:
     """Return the lab to its initial state with new synthetic data; the lab must be up.
 
     Drops replication (subscriptions, slots) on both clusters, resets the target side
     (databases and non-built-in roles on the target cluster, every object version in the
     bucket), reseeds the source, then writes the post-seed state of the hosts and DNS and the
     baseline `reset` restores. Returns what `migrate.lab.data.seed` returned (row counts per
-    db.table, archive totals).
+    db.table, archive totals), with "bulk_archive" ({"files", "bytes", "seconds"}) when
+    `documents` historical files were added to the archive.
     """
     paths = lab_paths(lab_dir)
     _require_up(paths)
@@ -235,7 +240,7 @@ def reseed(lab_dir: Path | str, *, employees: int, years: int, seed: int) -> dic
         state["seeded"] = None
         write_state(paths, state)  # a crash mid-seed leaves "not seeded": `up` redoes it
         state["seeded"] = baseline.seed_lab(paths, ports, employees=employees, years=years,
-                                            seed=seed)
+                                            seed=seed, documents=documents)
         write_state(paths, state)
     return state["seeded"]["result"]
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import shutil
 from datetime import timedelta
+from pathlib import Path
 
 from migrate.lab.cloud import empty_bucket, reset_dns
 from migrate.lab.databases import (drop_replication, make_source_templates, reset_target_cluster,
@@ -26,6 +28,8 @@ from migrate.lab.layout import (APP_SERVICES, HOST, HOST_TREES, PACKAGE_ROOT, PG
 log = logging.getLogger(__name__)
 
 ARCHIVE_DIR = "srv/personale/documents"  # on src-app; written by the seed, not by us
+BULK_HOST = "src-app"                     # where the historical files go: inside ARCHIVE_DIR
+BULK_RECORD = "bulk-archive.json"         # in the baseline: which historical files to rewrite
 SPOOLED_PUNCHES = 3
 
 SOURCE_CONFIGS = {
@@ -71,29 +75,64 @@ ORDER BY s.employee_id
 LIMIT %s"""
 
 
-def seed_lab(paths: LabPaths, ports: LabPorts, *, employees: int, years: int, seed: int) -> dict:
+def seed_lab(paths: LabPaths, ports: LabPorts, *, employees: int, years: int, seed: int,
+             documents: int = 0) -> dict:
+    """Seed the source and take the baseline; `documents` historical files are added to the
+    archive (see migrate.lab.data.bulk_archive) and counted as result["bulk_archive"]."""
+    data = _data_package("seed the source")
+    archive = paths.host_root(BULK_HOST) / ARCHIVE_DIR
+    previous = _recorded_bulk(paths)
+    # The seed empties the archive: historical files that the new ones may reuse wait beside it.
+    aside = _set_aside(archive / data.BULK_DIR) if documents and previous else None
+    result = data.seed(admin_dsn=dsn(paths, ports.pg_source, "postgres"), archive_dir=archive,
+                       employees=employees, years=years, seed=seed)
+    bulk = None
+    if documents:
+        if aside is not None:
+            os.rename(aside, archive / data.BULK_DIR)
+        written = data.write_bulk_archive(archive / data.BULK_DIR, count=documents, seed=seed,
+                                          previous=previous.get("fingerprint") if aside else None)
+        bulk = {"host": BULK_HOST, "path": f"{ARCHIVE_DIR}/{data.BULK_DIR}", "count": documents,
+                "seed": seed, "fingerprint": written.pop("fingerprint")}
+        result["bulk_archive"] = written
+    make_baseline(paths, ports, bulk=bulk)
+    return {"employees": employees, "years": years, "seed": seed, "documents": documents,
+            "result": result, "baseline": True}
+
+
+def _set_aside(root: Path) -> Path | None:
+    """Move `root` next to the archive (a rename: instant); None if there is nothing there. A
+    copy left there by an interrupted seed is dropped by the next baseline (clear_tree)."""
+    aside = root.parent.parent / f".{root.name}.reseed"
+    if aside.exists():
+        shutil.rmtree(aside)
+    if not root.is_dir() or root.is_symlink():
+        return None
+    os.rename(root, aside)
+    return aside
+
+
+def _data_package(purpose: str):
     # Looked up at call time through the import system, so tests can swap in a stub module.
     try:
-        data = importlib.import_module("migrate.lab.data")
+        return importlib.import_module("migrate.lab.data")
     except ModuleNotFoundError as exc:
-        raise LabError(f"cannot seed the source: {exc}") from None
-    result = data.seed(admin_dsn=dsn(paths, ports.pg_source, "postgres"),
-                       archive_dir=paths.host_root("src-app") / ARCHIVE_DIR,
-                       employees=employees, years=years, seed=seed)
-    make_baseline(paths, ports)
-    return {"employees": employees, "years": years, "seed": seed, "result": result,
-            "baseline": True}
+        raise LabError(f"cannot {purpose}: {exc}") from None
 
 
-def make_baseline(paths: LabPaths, ports: LabPorts) -> None:
-    """Write the post-seed state and keep what `reset` restores it from."""
+def make_baseline(paths: LabPaths, ports: LabPorts, *, bulk: dict | None = None) -> None:
+    """Write the post-seed state and keep what `reset` restores it from. `bulk` (host, path,
+    count, seed, fingerprint) names the historical files: recorded, not copied (they are
+    rewritten from their seed)."""
     _write_initial_hosts(paths, ports, _spooled_punches(paths, ports))
     make_source_templates(paths, ports.pg_source)
     for host in HOST_TREES:
         saved = paths.baseline / "hosts" / host
         if saved.exists():
             shutil.rmtree(saved)
-        shutil.copytree(paths.host_root(host), saved, symlinks=True)
+        shutil.copytree(paths.host_root(host), saved, symlinks=True,
+                        ignore=_leaving_out(_bulk_root(paths, bulk, host)))
+    _record_bulk(paths, bulk)
     reset_dns(paths, ports.s3)
 
 
@@ -110,7 +149,7 @@ def restore(paths: LabPaths, ports: LabPorts) -> None:
         raise LabError(f"could not reset the source databases: {exc}") from None
     reset_target_cluster(paths, ports.pg_target)
     empty_bucket(paths, ports.s3)
-    _restore_hosts(paths)
+    _restore_hosts(paths, _recorded_bulk(paths))
     reset_dns(paths, ports.s3)
 
 
@@ -170,9 +209,49 @@ def _write_initial_hosts(paths: LabPaths, ports: LabPorts, spool: list[dict]) ->
                _front_upstreams({service: _app_url(ports.http_src_app) for service in APP_SERVICES}))
 
 
-def _restore_hosts(paths: LabPaths) -> None:
+def _restore_hosts(paths: LabPaths, bulk: dict | None) -> None:
     for host in HOST_TREES:
         saved = paths.baseline / "hosts" / host
         if not saved.is_dir():
             raise LabError(f"{saved} is missing; run `migrate lab seed`")
-        sync_tree(saved, paths.host_root(host))
+        sync_tree(saved, paths.host_root(host), keep=_bulk_root(paths, bulk, host))
+    if bulk:
+        _restore_bulk(paths, bulk)
+
+
+def _restore_bulk(paths: LabPaths, bulk: dict) -> None:
+    data = _data_package("restore the historical archive")
+    try:
+        data.restore_bulk_archive(_bulk_root(paths, bulk, bulk["host"]), count=bulk["count"],
+                                  seed=bulk["seed"], expected=bulk.get("fingerprint"))
+    except ValueError as exc:
+        raise LabError(f"{exc}; run `migrate lab seed --documents {bulk['count']}`") from None
+
+
+# --- the historical files: a record in the baseline instead of a copy -------------------------
+
+
+def _bulk_root(paths: LabPaths, bulk: dict | None, host: str) -> Path | None:
+    return paths.host_root(host) / bulk["path"] if bulk and bulk["host"] == host else None
+
+
+def _leaving_out(skipped: Path | None):
+    """A copytree `ignore` that leaves out exactly `skipped` (nothing if None)."""
+    def ignore(directory: str, names: list[str]) -> list[str]:
+        if skipped is not None and Path(directory) == skipped.parent and skipped.name in names:
+            return [skipped.name]
+        return []
+    return ignore
+
+
+def _record_bulk(paths: LabPaths, bulk: dict | None) -> None:
+    record = paths.baseline / BULK_RECORD
+    if bulk:
+        write_file(record, json.dumps(bulk, sort_keys=True) + "\n")
+    else:
+        record.unlink(missing_ok=True)
+
+
+def _recorded_bulk(paths: LabPaths) -> dict | None:
+    record = paths.baseline / BULK_RECORD
+    return json.loads(record.read_text()) if record.exists() else None

@@ -44,14 +44,18 @@ def clear_tree(root: Path, keep: str | None = None) -> None:
             entry.unlink()
 
 
-def sync_tree(saved: Path, live: Path) -> None:
+def sync_tree(saved: Path, live: Path, *, keep: Path | None = None) -> None:
     """Make `live` an exact copy of `saved` (files, directories, modes), touching only what
-    differs: the document archive can be large, and most of it is never changed."""
+    differs: the document archive can be large, and most of it is never changed.
+    keep: a path inside `live` left as it is (its owner restores it by other means)."""
     live.mkdir(parents=True, exist_ok=True)
     for dirpath, dirnames, filenames in os.walk(live):
         here, there = Path(dirpath), saved / Path(dirpath).relative_to(live)
         for name in list(dirnames) + filenames:
-            if _kind(here / name) != _kind(there / name):
+            if here / name == keep:
+                if name in dirnames:
+                    dirnames.remove(name)
+            elif _kind(here / name) != _kind(there / name):
                 _remove(here / name)
                 if name in dirnames:
                     dirnames.remove(name)

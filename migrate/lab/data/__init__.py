@@ -4,6 +4,8 @@ document archive.
 `seed()` drops and recreates the databases `personale` (HR) and `presenze` (attendance),
 loads the schema from `migrate/lab/sql/`, fills them and writes the personnel-file archive
 (small, valid PDF files) with its index in `personale.personnel_document`.
+`write_bulk_archive()` adds, on request, a large historical archive beside it (many more PDFs,
+no index rows) and `restore_bulk_archive()` puts it back; see bulk_archive.
 
 How the data is made:
 - the small HR world (people, contracts, careers, families, acts, documents) is generated in
@@ -17,7 +19,8 @@ Same seed -> same rows, byte for byte (on the same PostgreSQL major version).
 The modules, by kind of data: reference (names, places, units, terminals, codes), dates,
 identifiers (tax codes, IBANs), formats (PNG, PDF), model (the HR world in memory), hr with
 people, careers, records and documents (generating it), personale, presenze and timesheets
-(the two databases), loading (sessions, COPY, the SQL files).
+(the two databases), loading (sessions, COPY, the SQL files), bulk_archive (the historical
+personnel files).
 
 Nothing here logs row values: only phases, counts and durations.
 """
@@ -28,6 +31,7 @@ import logging
 import time
 from pathlib import Path
 
+from migrate.lab.data.bulk_archive import BULK_DIR, restore_bulk_archive, write_bulk_archive
 from migrate.lab.data.dates import AS_OF, window
 from migrate.lab.data.hr import build_hr
 from migrate.lab.data.identifiers import tax_code
@@ -35,7 +39,8 @@ from migrate.lab.data.loading import DATABASES, count_rows, recreate_databases, 
 from migrate.lab.data.personale import fill_personale
 from migrate.lab.data.presenze import fill_presenze
 
-__all__ = ["AS_OF", "DATABASES", "LEGAL_EVIDENCE", "seed", "tax_code", "window"]
+__all__ = ["AS_OF", "BULK_DIR", "DATABASES", "LEGAL_EVIDENCE", "restore_bulk_archive", "seed",
+           "tax_code", "window", "write_bulk_archive"]
 
 log = logging.getLogger(__name__)
 

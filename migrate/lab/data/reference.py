@@ -8,6 +8,8 @@ from datetime import date
 from decimal import Decimal
 
 COMUNE = "Comune di Valdoria"
+MONTHS_IT = ["gennaio", "febbraio", "marzo", "aprile", "maggio", "giugno", "luglio", "agosto",
+             "settembre", "ottobre", "novembre", "dicembre"]
 
 
 MALE_NAMES = [

@@ -10,7 +10,7 @@ from typing import Iterable, Iterator
 
 from migrate.lab.data.dates import AS_OF, ROME, local_time, month_start, next_month
 from migrate.lab.data.formats import make_pdf
-from migrate.lab.data.reference import COMUNE
+from migrate.lab.data.reference import COMUNE, MONTHS_IT
 
 TIMESHEET_QUERY = """
 WITH days AS (
@@ -42,8 +42,6 @@ ORDER BY d.employee_id, d.period_month
 TIMESHEET_COLUMNS = ["timesheet_id", "employee_id", "period_month", "state", "days_present",
                      "expected_minutes", "worked_minutes", "absence_minutes", "overtime_minutes",
                      "pdf", "pdf_sha256", "closed_at", "closed_by", "sent_at", "updated_at"]
-_MONTHS_IT = ["gennaio", "febbraio", "marzo", "aprile", "maggio", "giugno", "luglio", "agosto",
-              "settembre", "ottobre", "novembre", "dicembre"]
 
 
 def _hours(minutes: int) -> str:
@@ -54,7 +52,7 @@ def _timesheet_pdf(row: tuple, state: str, closed_at: datetime) -> bytes:
     (_, code, surname, given, month, days, expected, worked, absence, overtime, detail) = row
     lines = [f"{COMUNE} - Rilevazione presenze",
              f"Dipendente: {surname} {given} (matricola {code})",
-             f"Periodo: {_MONTHS_IT[month.month - 1]} {month.year}", "",
+             f"Periodo: {MONTHS_IT[month.month - 1]} {month.year}", "",
              f"Giorni di presenza: {days}",
              f"Ore previste: {_hours(expected)}",
              f"Ore lavorate: {_hours(worked)}",
@@ -65,7 +63,7 @@ def _timesheet_pdf(row: tuple, state: str, closed_at: datetime) -> bytes:
         lines.append(f"Assenze {reason}: {_hours(int(minutes))}")
     lines += ["", f"Stato: {state} - chiuso il {closed_at.astimezone(ROME):%d/%m/%Y %H:%M}",
               "Documento con valore di prova: non modificabile."]
-    return make_pdf(f"Cartellino mensile - {_MONTHS_IT[month.month - 1]} {month.year}", lines,
+    return make_pdf(f"Cartellino mensile - {MONTHS_IT[month.month - 1]} {month.year}", lines,
                     closed_at, compress=True)
 
 
