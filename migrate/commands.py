@@ -173,6 +173,8 @@ def run(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm, dry_run
             raise MigrateError(f"{key}: run {view.run_id} is half rolled back; finish with `migrate rollback {wave}`")
         scope.check_run(full, j, wave, key)
         resumed = view if view is not None and view.status in RESUMABLE else None
+        if resumed:
+            _require_planned(resumed)
         if warm and resumed and not is_warm(resumed.plan):
             raise MigrateError(f"{key}: run {resumed.run_id} is a cold run ({resumed.status}); resume it with"
                                f" `migrate run {wave}` or roll it back before `migrate sync`")
@@ -325,10 +327,10 @@ def rollback(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm,
             raise MigrateError(f"{key}: run {view.run_id} was finalized: its way back and its staged copies are gone,"
                                " a rollback is impossible (restore from backups, or plan a wave back)")
         scope.check_rollback(full, j, wave, key)
+        _require_planned(view)
         effects = view.pending_undo()
         text = "\n".join([f"roll back {key}, run {view.run_id} ({len(effects)} effects to undo, newest first):"]
-                         + [f"  {step}: {a.undo.summary if a.undo else 'IRREVERSIBLE: ' + str(a.irreversible)}"
-                            for _, step, a in effects])
+                         + [f"  {step}: {_undo_line(a)}" for _, step, a in effects])
         if not confirm(text):
             return WaveOutcome(key, "cancelled", "cancelled; nothing was changed")
         if stale:
@@ -336,6 +338,27 @@ def rollback(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm,
         _undo_all(context(inv, view.run_id, wave, key=key, bus=bus, journal=j), j, bus, view, reason="requested")
     return WaveOutcome(key, "rolled_back", f"{key} rolled back (run {view.run_id}, {len(effects)} effects undone)",
                        run_id=view.run_id)
+
+
+def _require_planned(view: state.RunView) -> None:
+    """Every effect must be an action its step's plan (journalled when the run began) holds: an
+    undo edited in the journal, even with the chain recomputed, is refused before it runs."""
+    planned = {s.id: [a.to_json() for a in s.actions] for s in view.plan.steps}
+    for seq, step, action in view.effects:
+        if action.to_json() not in planned.get(step, []):
+            raise MigrateError(f"journal record {seq}: the effect of {step} is not an action of the plan journalled"
+                               f" when run {view.run_id} began (was it edited?); nothing was done")
+
+
+KEY_ARGS = ("server", "dbname", "host", "path", "prefix", "bucket", "target", "target_db", "source", "source_db")
+
+
+def _undo_line(action) -> str:
+    """What an undo will do, from its operation and arguments (not only its stored summary)."""
+    if action.undo is None:
+        return f"IRREVERSIBLE: {action.irreversible}"
+    args = ", ".join(f"{k}={action.undo.args[k]}" for k in KEY_ARGS if isinstance(action.undo.args.get(k), str))
+    return f"{action.undo.summary} [{action.undo.op}{' ' + args if args else ''}]"
 
 
 def _undo_all(ctx: Context, j: Journal, bus: Bus, view: state.RunView, *, reason: str) -> None:

@@ -151,6 +151,7 @@ def _load_hosts(file: Path) -> dict[str, Host]:
     render = jinja2.Environment(undefined=jinja2.StrictUndefined)
     hosts = {}
     for name, hv in found.items():
+        _refuse_weakened_host_keys(file, name, hv)
         try:
             hv = {k: render.from_string(v).render(inventory_dir=str(file.parent)) if isinstance(v, str) else v
                   for k, v in hv.items()}
@@ -160,6 +161,24 @@ def _load_hosts(file: Path) -> dict[str, Host]:
         except (jinja2.TemplateError, ValueError) as exc:
             raise ConfigError(f"{file}: hosts.{name}: {exc}") from None
     return hosts
+
+
+WEAKENING = ("stricthostkeychecking=no", "stricthostkeychecking=off", "stricthostkeychecking=accept-new",
+             "userknownhostsfile=/dev/null", "globalknownhostsfile=/dev/null")
+SSH_ARG_VARS = ("ansible_ssh_common_args", "ansible_ssh_extra_args", "ansible_ssh_args", "ansible_scp_extra_args",
+                "ansible_sftp_extra_args")
+
+
+def _refuse_weakened_host_keys(file: Path, name: str, hv: dict) -> None:
+    """Host keys are always checked: a variable that would switch the check off for Ansible
+    (ssh keeps the first value it is given, and the inventory's comes before ours) is refused."""
+    if str(hv.get("ansible_host_key_checking", True)).strip().lower() in ("false", "no", "0", "off"):
+        raise ConfigError(f"{file}: hosts.{name}.ansible_host_key_checking: host keys are always checked; remove it")
+    for var in SSH_ARG_VARS:
+        text = str(hv.get(var) or "").lower().replace(" ", "").replace('"', "").replace("'", "")
+        bad = next((w for w in WEAKENING if w in text), None)
+        if bad:
+            raise ConfigError(f"{file}: hosts.{name}.{var}: '{bad}' would switch off the host key check; remove it")
 
 
 def _collect_hosts(group: dict, inherited: dict, found: dict, file: Path, where: str) -> None:

@@ -199,3 +199,17 @@ def test_a_passfile_that_is_a_directory_is_named_as_such(tmp_path):
     inv = config.load(inventory(tmp_path, lambda d: d["db_servers"]["cloud-pg"].update(passfile=str(tmp_path / "pgpass.d"))))
     with pytest.raises(ConfigError, match="db_servers.cloud-pg.passfile: .* is a directory, not a libpq passfile"):
         db.conninfo(inv, "cloud-pg", "postgres")
+
+
+@pytest.mark.parametrize("variables, field", [
+    ({"ansible_host_key_checking": False}, "hosts.src-app.ansible_host_key_checking"),
+    ({"ansible_ssh_common_args": "-o StrictHostKeyChecking=no"}, "hosts.src-app.ansible_ssh_common_args"),
+    ({"ansible_ssh_extra_args": "-o 'UserKnownHostsFile=/dev/null'"}, "hosts.src-app.ansible_ssh_extra_args"),
+    ({"ansible_ssh_common_args": "-o StrictHostKeyChecking=accept-new"}, "hosts.src-app.ansible_ssh_common_args"),
+])
+def test_a_host_variable_that_would_switch_off_the_host_key_check_is_refused(tmp_path, variables, field):
+    def weaken(d):
+        group = next(g for g in d["all"]["children"].values() if "src-app" in (g.get("hosts") or {}))
+        group["hosts"]["src-app"] = {**(group["hosts"]["src-app"] or {}), **variables}
+    found = problems(tmp_path, hosts_edit=weaken)
+    assert any(f"hosts.yml: {field}:" in p for p in found), found

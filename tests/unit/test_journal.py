@@ -96,3 +96,42 @@ def test_run_and_rollback_refuse_a_broken_chain_before_acting(tmp_path):
     for verb in (commands.run, commands.rollback, commands.sync):
         with pytest.raises(MigrateError, match="record 1 was altered; refusing to act on it"):
             verb(inv, "wave-1", bus=Bus(), confirm=lambda text: True)
+
+
+def test_an_undo_that_is_not_the_plans_is_refused_even_with_an_intact_chain(tmp_path):
+    """The fault matrix's attack with the chain written again: the effect's undo names the
+    source's database; the plan journalled at the start names the target's. Nothing runs."""
+    import shutil
+    from pathlib import Path
+
+    from migrate import commands, config
+    from migrate.engine.events import Bus
+    from migrate.errors import MigrateError
+    from migrate.model.plan import Action, StepPlan, WavePlan
+    lab = Path(__file__).resolve().parents[2] / "inventories" / "lab"
+    shutil.copytree(lab, tmp_path / "inv", ignore=shutil.ignore_patterns(".state"))
+    inv = config.load(tmp_path / "inv")
+    drop = Action("db.drop_database", {"server": "cloud-pg", "dbname": "personale"}, "drop cloud-pg/personale")
+    create = Action("db.create_database", {"server": "cloud-pg", "dbname": "personale"}, "create", undo=drop)
+    plan = WavePlan("wave-1", "wave-1-x", (StepPlan("personnel/create-db:personale", "personnel", "create",
+                                                     (create,)),))
+    j = commands.journal(inv)
+    j.append("wave-1-x", "wave-1", "run_started", {"operator": "t", "plan": plan.to_json()})
+    evil = Action("db.create_database", create.args, "create",
+                  undo=Action("db.drop_database", {"server": "onprem-pg", "dbname": "personale"},
+                              "drop cloud-pg/personale"))
+    j.append("wave-1-x", "wave-1", "effect", {"action": evil.to_json()}, step="personnel/create-db:personale")
+    assert j.verify_chain() is None
+    asked = []
+    with pytest.raises(MigrateError, match="journal record 2: the effect of personnel/create-db:personale is not an"
+                                           " action of the plan"):
+        commands.rollback(inv, "wave-1", bus=Bus(), confirm=lambda text: asked.append(text) or True)
+    assert asked == [], "refused before the prompt"
+
+
+def test_the_rollback_prompt_says_what_each_undo_will_touch():
+    from migrate.commands import _undo_line
+    from migrate.model.plan import Action
+    action = Action("db.create_database", {}, "create",
+                    undo=Action("db.drop_database", {"server": "cloud-pg", "dbname": "personale"}, "drop it"))
+    assert _undo_line(action) == "drop it [db.drop_database server=cloud-pg, dbname=personale]"
