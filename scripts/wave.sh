@@ -11,3 +11,7 @@ if [ "${1:-}" = "--warm" ]; then  # copy while the source is live, then cut over
 fi
 time .venv/bin/migrate -i inventories/lab run wave-1 --yes --approve "lab operator ($(whoami))" "$@"
 .venv/bin/migrate -i inventories/lab status wave-1
+# The wave's evidence pack (directory and .tar), then its offline check.
+pack=$(.venv/bin/migrate -i inventories/lab --json evidence wave-1 | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["tar"])')
+.venv/bin/migrate evidence verify "$pack"
+echo "evidence pack: $pack"

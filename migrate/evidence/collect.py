@@ -212,7 +212,7 @@ def _services(inv: Inventory, view: state.RunView, report: dict | None) -> list[
     mode = ("warm: copied while the source stayed live (logical replication), then a short freeze"
             if any(s.id == "synced" for s in view.plan.steps) else "cold: copied inside the freeze")
     switched = view.steps.get(SWITCH_ID)
-    go_live = iso(switched.ended) if switched and switched.state == "done" else None
+    go_live = iso(switched.ended) if switched and switched.state in ("done", "undone") else None
     out = []
     for name in _wave_systems(view, inv.spec.systems):
         steps = [s for s in view.steps.values() if s.id.startswith(f"{name}/")]
@@ -260,7 +260,8 @@ def _freeze_span(view: state.RunView) -> tuple[float, float | None] | None:
     if first is None or not view.steps[first].started:
         return None
     last = view.steps.get(SWITCH_ID) or view.steps[view.plan.steps[-1].id]
-    return view.steps[first].started, last.ended if last.state == "done" else None
+    # A rollback marks the switch undone later; the freeze still ended when the switch was done.
+    return view.steps[first].started, last.ended if last.state in ("done", "undone") else None
 
 
 def _freeze(view: state.RunView) -> dict | None:

@@ -53,9 +53,9 @@ def check(where: Path, *, previous: Path | None = None, public_key: Path | None 
             raise PackInvalid(f"manifest.json: does not match its schema at {'/'.join(map(str, exc.path)) or 'top'}:"
                               f" {exc.message[:200]}") from None
         _journal(top, manifest)
+        signed = _attestations(top, manifest, public_key)
         results = {name[len("results/"):-len(".json")]: _load(top, name) for name in manifest["files"]}
         page = _page(top, manifest, results)
-        signed = _attestations(top, manifest, public_key)
         if previous is not None:
             _previous(manifest, previous)
     return {"pack": str(where), "sha256": digest, "run_id": manifest["run_id"], "wave": manifest["wave"],
@@ -86,7 +86,8 @@ def _sums(top: Path) -> str:
     for name, sha in sorted(listed.items()):
         file = top / name
         if not file.is_file() or hashlib.sha256(file.read_bytes()).hexdigest() != sha:
-            raise PackInvalid(f"{name}: {'missing' if not file.is_file() else 'SHA-256 differs from ' + SUMS}")
+            wrong = f"listed in {SUMS}, missing" if not file.is_file() else f"SHA-256 differs from {SUMS}"
+            raise PackInvalid(f"{name}: {wrong}")
     extra = sorted(str(p.relative_to(top)) for p in top.rglob("*") if p.is_file()
                    and str(p.relative_to(top)) not in listed and p.name != SUMS)
     if extra:

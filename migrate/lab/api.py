@@ -19,7 +19,7 @@ import shutil
 import time
 from pathlib import Path
 
-from migrate.lab import baseline, cloud, databases, postgres, prepare, supervisor
+from migrate.lab import baseline, cloud, databases, postgres, prepare, signing, supervisor
 from migrate.lab.cloud import BUCKET
 from migrate.lab.errors import LabError
 from migrate.lab.layout import (DATABASES, HOST, LabPaths, LabPorts, dsn, lab_paths, ssh_ports,
@@ -113,6 +113,7 @@ def _provision(paths: LabPaths, state: dict, ports: LabPorts, s3_started: bool) 
     postgres.provision_cluster(paths, "target", ports.pg_target, state)
     postgres.write_replication_pgpass(paths, ports.pg_target)
     postgres.write_replication_pgpass(paths, ports.pg_source, paths.sync_pgpass)
+    signing.ensure_signing_key(paths)  # the lab spec's evidence.signing_key
     for port in (ports.pg_source, ports.pg_target):
         postgres.warn_without_logical_wal(paths, port)
     if s3_started:

@@ -79,6 +79,9 @@ def _manifest_files(ctx: Context, where: dict | None) -> dict:
                                 where["manifest_sha256"], where["manifest_bytes"])
 
 
+PACK_PART = 8 * 1024 * 1024  # one part buffered per worker: memory is workers x this, whatever the archive
+
+
 def _scope(system: str, delta: bool) -> str:
     return f"{system}/delta" if delta else system
 
@@ -96,8 +99,7 @@ def pack_to_bucket(ctx: Context, *, host: str, path: str, system: str, step: str
                          scope=_scope(system, delta), host=host, path=path, prefix=run.documents(system),
                          progress_prefix=progress, manifest="manifest-delta.json" if delta else "manifest.json",
                          workers=workers, pack_bytes=archive.pack_mb * 1024 * 1024,
-                         part_bytes=max(cloud.MIN_PART, min(transfer.chunk_mb, 64) * 1024 * 1024),
-                         previous=previous, live=live)
+                         part_bytes=PACK_PART, previous=previous, live=live)
     return packed.stage(job)
 
 
