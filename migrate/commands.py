@@ -49,13 +49,13 @@ def live_sink(ctx: Context) -> LiveSink:
 
 
 def preflight(inv: config.Inventory, wave: str, *, bus: Bus, run_id: str | None = None,
-              record=None) -> list[checks.Finding]:
+              record=None, own_switch: bool = False) -> list[checks.Finding]:
     """Every check, journalled as evidence under the run it guards (or a run id of its own).
     `record` is where the findings go: the inventory's journal unless told (a dry run's forgets)."""
     scope.check_wave(inv, wave)
     j = journal(inv)
     findings = checks.run_checks(inv, wave, pace=_pace(j), total_bytes=_wave_bytes(inv, wave),
-                                 owned_slots=owned_slots(j))
+                                 owned_slots=owned_slots(j), own_switch=own_switch)
     (record or j).append(run_id or f"{wave}-preflight-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}", wave,
                          "preflight", {"findings": [f.to_json() for f in findings], "operator": operator()})
     for f in findings:
@@ -179,7 +179,9 @@ def run(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm, dry_run
             raise MigrateError(f"{key}: run {resumed.run_id} is a cold run ({resumed.status}); resume it with"
                                f" `migrate run {wave}` or roll it back before `migrate sync`")
         run_id = resumed.run_id if resumed else new_run_id(wave)
-        findings = preflight(inv, wave, bus=bus, run_id=run_id, record=NullJournal() if dry_run else None)
+        switch = resumed.steps.get(SWITCH_ID) if resumed else None
+        findings = preflight(inv, wave, bus=bus, run_id=run_id, record=NullJournal() if dry_run else None,
+                             own_switch=bool(switch and switch.started))
         wave_plan = resumed.plan if resumed else make_plan(inv, wave, run_id, key=key, warm=warm)
         if dry_run:
             return _dry_run(inv, wave, key, bus, wave_plan, resumed, approved_by, hold=warm)

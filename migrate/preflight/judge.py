@@ -206,9 +206,12 @@ def judge_way_back(name: str, wal_level: str, free_slots: int, may_subscribe: bo
     return passed("way back", name, "target publishes logically, source may subscribe")
 
 
-def judge_dns(name: str, current: str | None, source: str, target: str) -> Finding:
+def judge_dns(name: str, current: str | None, source: str, target: str, own_switch: bool = False) -> Finding:
+    """own_switch: the run being resumed has begun its switch, so the target is its own doing."""
     if current == source:
         return passed("dns", name, f"points to the source {source}")
+    if current == target and own_switch:
+        return passed("dns", name, f"points to the target {target}: this run's own switch")
     if current == target:
         return warned("dns", name, f"already points to the target {target}")
     return failed("dns", name, f"points to {current or 'nothing'}, not the declared source {source}")

@@ -92,14 +92,14 @@ def probe_archives(inv: Inventory, wave: str) -> list[Finding]:
     return found
 
 
-def probe_dns(inv: Inventory, wave: str) -> list[Finding]:
+def probe_dns(inv: Inventory, wave: str, own_switch: bool = False) -> list[Finding]:
     found = []
     for sname in inv.spec.waves[wave].systems:
         app = inv.spec.systems[sname].app
         if app and app.dns:
             r = app.dns
             found += _guarded("dns", r.name, lambda r=r: [
-                judge_dns(r.name, CnameValue(r.name).collect(inv), fqdn(r.source), fqdn(r.target))])
+                judge_dns(r.name, CnameValue(r.name).collect(inv), fqdn(r.source), fqdn(r.target), own_switch)])
     return found
 
 
@@ -145,8 +145,9 @@ def wave_hosts(inv: Inventory, wave: str) -> list[str]:
 
 
 def run_checks(inv: Inventory, wave: str, *, now: datetime | None = None, pace: Pace | None = None,
-               total_bytes: int = 0, owned_slots: set[str] = frozenset()) -> list[Finding]:
-    """`owned_slots`: the replication slots live waves of this inventory own (from its journal)."""
+               total_bytes: int = 0, owned_slots: set[str] = frozenset(), own_switch: bool = False) -> list[Finding]:
+    """`owned_slots`: the replication slots live waves of this inventory own (from its journal);
+    `own_switch`: the run being resumed has begun its switch (the entry point on the target is its own)."""
     spec = inv.spec
     found = [f for h in wave_hosts(inv, wave) for f in _guarded("ssh", h, lambda h=h: probe_host(inv, h, _need(inv, h)))]
     found += probe_databases(inv, wave)
@@ -154,7 +155,7 @@ def run_checks(inv: Inventory, wave: str, *, now: datetime | None = None, pace: 
     found += probe_archives(inv, wave)
     found += _guarded("bucket", spec.storage.bucket, lambda: probe_bucket(inv))
     if spec.entry_point and spec.entry_point.dns_zone:
-        found += probe_dns(inv, wave)
+        found += probe_dns(inv, wave, own_switch)
     found += probe_rehearsal(inv, wave)
     found += judge_target_region(spec.storage.bucket, spec.storage.region, spec.target.region)
     found += judge_service_level(spec.target.service_level,

@@ -293,3 +293,10 @@ def test_archive_owners_mapped_to_the_restoring_user_pass():
     target = {"user": "deploy", "groups": ["deploy", "www"], "root": False, "owners": []}
     mapped = judge_archive_owners("personnel", SOURCE_OWNERS, target, {"personale": "deploy", "hr": "www"})
     assert mapped.status == "pass"
+
+
+def test_dns_on_the_target_is_no_warning_when_it_is_the_resumed_runs_own_switch():
+    from migrate.preflight import judge as p
+    own = p.judge_dns("hr.example.", "tgt.example.", "src.example.", "tgt.example.", own_switch=True)
+    assert own.status == "pass" and "this run's own switch" in own.reason
+    assert p.judge_dns("hr.example.", "other.example.", "src.example.", "tgt.example.", own_switch=True).status == "fail"
