@@ -21,9 +21,10 @@ Modes:
   replaces anything, its final name.
 - remove TOP: stdin JSON {files: [{path, size, mtime_ns}], dirs: [...]}: a file is removed only
   while it still has that size and mtime; a directory only when empty.
+- exists TOP: stdin JSON list of relative paths; out those that exist.
 - mkdirs TOP: stdin JSON list of relative directories, made (0750) in that order.
-- clean TOP PREFIX: remove every file whose name starts with PREFIX (a killed restore's
-  temporaries).
+- clean TOP PREFIX: stdin JSON list of relative directories (empty: the whole tree); remove
+  every file there whose name starts with PREFIX (a killed restore's temporaries).
 - purge TOP TRASH: remove the trash directory and what it holds (finalize: no way back).
 - trash TOP TRASH / untrash TOP TRASH: stdin JSON list of {path, sha256}: move each file with that
   SHA-256 into TRASH (a directory under TOP) and back.
@@ -107,23 +108,33 @@ def entry(top, rel, st, with_hash):
 
 def scan(top, with_hash, out):
     print(json.dumps(whoami()), file=out)
-    if not os.path.isdir(top):
+    if os.path.isdir(top):
+        walk(top, "", with_hash, out)
+
+
+def walk(top, rel_dir, with_hash, out):
+    """Depth first, in name order, one stat per entry (scandir's own)."""
+    try:
+        entries = sorted(os.scandir(os.path.join(top, rel_dir) if rel_dir else top), key=lambda e: e.name)
+    except OSError:
         return
-    for here, dirs, files in os.walk(top):
-        dirs.sort()
-        rel_here = os.path.relpath(here, top)
-        for name in dirs:
-            if not name.startswith(TRASH_PREFIX):
-                print(json.dumps({"dir": os.path.normpath(os.path.join(rel_here, name))}), file=out)
-        dirs[:] = [d for d in dirs if not d.startswith(TRASH_PREFIX)]
-        for name in sorted(files):
-            rel = os.path.normpath(os.path.join(rel_here, name))
-            try:
-                st = os.lstat(os.path.join(top, rel))
-            except OSError:
-                continue
-            if (st.st_mode & 0o170000) == 0o100000:
-                print(json.dumps(entry(top, rel, st, with_hash)), file=out)
+    for e in entries:
+        rel = rel_dir + "/" + e.name if rel_dir else e.name
+        try:
+            st = e.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        kind = st.st_mode & 0o170000
+        if kind == 0o040000 and not (not rel_dir and e.name.startswith(TRASH_PREFIX)):
+            out.write(json.dumps({"dir": rel}) + "\n")
+            walk(top, rel, with_hash, out)
+        elif kind == 0o100000:
+            out.write(json.dumps(entry(top, rel, st, with_hash)) + "\n")
+
+
+def exists(top, rels):
+    """Which of these relative paths exist (as anything)."""
+    return [rel for rel in rels if os.path.lexists(under(top, rel))]
 
 
 def hashes(top, rels):
@@ -370,11 +381,17 @@ def mkdirs(top, dirs):
     return {"made": len(dirs)}
 
 
-def clean(top, prefix):
+def clean(top, prefix, dirs):
+    """Remove our temporaries: in the given directories only, or in the whole tree (dirs empty)."""
+    places = [under(top, d) if d else top for d in dirs] if dirs else [here for here, _, _ in os.walk(top)]
     removed = 0
-    for here, _, files in os.walk(top):
-        for name in files:
-            if name.startswith(prefix):
+    for here in places:
+        try:
+            names = os.listdir(here)
+        except OSError:
+            continue
+        for name in names:
+            if name.startswith(prefix) and os.path.isfile(os.path.join(here, name)):
                 os.unlink(os.path.join(here, name))
                 removed += 1
     return {"removed": removed}
@@ -417,7 +434,8 @@ def main(argv):
     else:
         work = json.load(sys.stdin)
         answer = {"hash": lambda: hashes(top, work), "remove": lambda: remove(top, work),
-                  "clean": lambda: clean(top, argv[2]), "mkdirs": lambda: mkdirs(top, work),
+                  "clean": lambda: clean(top, argv[2], work), "mkdirs": lambda: mkdirs(top, work),
+                  "exists": lambda: exists(top, work),
                   "trash": lambda: trash(top, argv[2], work, False), "purge": lambda: purge(top, argv[2]),
                   "untrash": lambda: trash(top, argv[2], work, True)}[mode]()
         print(json.dumps(answer), file=out)

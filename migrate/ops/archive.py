@@ -127,7 +127,7 @@ def restore_packs(ctx: Context, *, host: str, path: str, system: str, step: str,
     current = staged_manifest(ctx, step) if delta else base
     manifest = _manifest_files(ctx, current)
     previous = _manifest_files(ctx, base)["files"] if delta else []
-    leftovers = packed.remove_leftovers(job)
+    leftovers = packed.remove_leftovers(job, packed.changed_paths(manifest["files"], previous) if delta else None)
     return {**packed.restore(job, manifest, previous), "leftovers_removed": leftovers}
 
 

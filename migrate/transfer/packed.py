@@ -302,43 +302,68 @@ class Survey:
     set_aside: list[dict]     # {path, sha256}: old versions moved to the trash
 
 
+def changed_paths(files: list[dict], previous: list[dict]) -> set[str]:
+    """What a delta moves: paths new, changed or gone between the two manifests."""
+    before = {f["path"]: f for f in previous}
+    now = {f["path"] for f in files}
+    return ({f["path"] for f in files if _entry(before.get(f["path"])) != _entry(f)}
+            | {p for p in before if p not in now})
+
+
+def _entry(f: dict | None) -> tuple | None:
+    return None if f is None else (f["size"], f["mtime_ns"], f["sha256"], f["mode"])
+
+
 def survey(job: RestoreJob, files: list[dict], previous: list[dict]) -> Survey:
+    return survey_delta(job, files, previous) if previous else survey_all(job, files)
+
+
+def survey_delta(job: RestoreJob, files: list[dict], previous: list[dict]) -> Survey:
+    """A delta looks only at what changed between the manifests (the rest is as the first pass
+    left it: the verification that follows hashes every file on the host)."""
+    moved = changed_paths(files, previous)
+    before, now = {f["path"]: f for f in previous}, {f["path"]: f for f in files}
+    hashes = host_hashes(job, sorted(moved))
+    todo, conflicts, set_aside = [], [], []
+    for path in sorted(moved):
+        new, old, there = now.get(path), before.get(path), hashes.get(path)
+        if new is not None and there == new["sha256"]:
+            continue
+        if there is not None and old is not None and there == old["sha256"]:
+            set_aside.append({"path": path, "sha256": old["sha256"]})
+        elif there is not None:  # a third version on the target: never replaced (a deleted one stays)
+            if new is not None:
+                conflicts.append(path)
+            continue
+        if new is not None:
+            todo.append(new)
+    candidates = sorted({d for f in todo for d in _ancestors(f["path"])})
+    existing = set(ssh.call_program(job.inv, job.host, "exists", job.top, work=candidates)) if candidates else set()
+    return Survey(todo, len(files) - len(todo), conflicts, _missing_dirs(todo, existing), set_aside)
+
+
+def _ancestors(path: str) -> list[str]:
+    found, d = [], posixpath.dirname(path)
+    while d:
+        found.append(d)
+        d = posixpath.dirname(d)
+    return found
+
+
+def survey_all(job: RestoreJob, files: list[dict]) -> Survey:
     _, there, dirs = ssh.scan_program(job.inv, job.host, job.top)
     on_host = {f["path"]: f for f in there}
-    before = {f["path"]: f for f in previous}
-    kept = {f["path"] for f in files if _as_restored(before.get(f["path"]), f, on_host.get(f["path"]))}
-    same_size = [f for f in files if f["path"] in on_host and on_host[f["path"]]["size"] == f["size"]
-                 and f["path"] not in kept]
-    hashes = host_hashes(job, [f["path"] for f in same_size]
-                         + [p for p in before if p in on_host and on_host[p]["size"] == before[p]["size"]
-                            and p not in kept])
-    todo, conflicts, set_aside, present = [], [], [], 0
+    same_size = [f for f in files if f["path"] in on_host and on_host[f["path"]]["size"] == f["size"]]
+    hashes = host_hashes(job, [f["path"] for f in same_size])
+    todo, conflicts, present = [], [], 0
     for f in files:
-        old = before.get(f["path"])
-        if f["path"] in kept:
-            present += 1
-        elif f["path"] not in on_host:
+        if f["path"] not in on_host:
             todo.append(f)
         elif hashes.get(f["path"]) == f["sha256"]:
             present += 1
-        elif old is not None and hashes.get(f["path"]) == old["sha256"]:
-            set_aside.append({"path": f["path"], "sha256": old["sha256"]})
-            todo.append(f)
         else:
             conflicts.append(f["path"])
-    wanted = {f["path"] for f in files}
-    for p, old in before.items():
-        if p not in wanted and p in on_host and hashes.get(p) == old["sha256"]:
-            set_aside.append({"path": p, "sha256": old["sha256"]})
-    return Survey(todo, present, sorted(conflicts), _missing_dirs(todo, set(dirs)), set_aside)
-
-
-def _as_restored(old: dict | None, new: dict, there: dict | None) -> bool:
-    """A delta's unchanged file still as the first pass left it (same size and mtime to the
-    nanosecond): not hashed again inside the freeze; the verification that follows hashes every
-    file on the host."""
-    return (old is not None and there is not None and old["sha256"] == new["sha256"]
-            and (there["size"], there["mtime_ns"]) == (old["size"], old["mtime_ns"]) == (new["size"], new["mtime_ns"]))
+    return Survey(todo, present, sorted(conflicts), _missing_dirs(todo, set(dirs)), [])
 
 
 def host_hashes(job: RestoreJob, rels: list[str]) -> dict[str, str | None]:
@@ -466,8 +491,12 @@ def temp_prefix(tag: str) -> str:
     return f".migrate-{tag}-"
 
 
-def remove_leftovers(job: RestoreJob) -> int:
-    return ssh.call_program(job.inv, job.host, "clean", job.top, temp_prefix(job.tag))["removed"]
+def remove_leftovers(job: RestoreJob, paths: set[str] | None = None) -> int:
+    """A killed attempt's temporaries: beside the given paths only (a delta's), or anywhere."""
+    dirs = sorted({posixpath.dirname(p) for p in paths}) if paths else []
+    if paths is not None and not paths:
+        return 0
+    return ssh.call_program(job.inv, job.host, "clean", job.top, temp_prefix(job.tag), work=dirs)["removed"]
 
 
 def intents(job: RestoreJob) -> list[dict]:
