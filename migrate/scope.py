@@ -58,8 +58,8 @@ def check_run(inv: Inventory, j: Journal, wave: str, key: str) -> None:
         done = set().union(*[covers(inv, wave, k) for k, v in runs.items() if v.status == "completed"])
         for dep in inv.spec.systems[system].depends_on:
             if dep in inv.spec.waves[wave].systems and dep not in done:
-                raise MigrateError(f"--limit {system}: it depends on {dep}, which no completed run of {wave}"
-                                   f" has migrated; run `--limit {dep}` first")
+                raise ConfigError(f"--limit {system}: it depends on {dep}, which no completed run of {wave}"
+                                  f" has migrated; run `--limit {dep}` first")  # bad usage: exit 2
 
 
 def check_rollback(inv: Inventory, j: Journal, wave: str, key: str) -> None:

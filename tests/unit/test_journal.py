@@ -135,3 +135,18 @@ def test_the_rollback_prompt_says_what_each_undo_will_touch():
     action = Action("db.create_database", {}, "create",
                     undo=Action("db.drop_database", {"server": "cloud-pg", "dbname": "personale"}, "drop it"))
     assert _undo_line(action) == "drop it [db.drop_database server=cloud-pg, dbname=personale]"
+
+
+def test_limit_to_a_system_whose_dependency_is_not_migrated_is_bad_usage(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from migrate import commands, config
+    from migrate.engine.events import Bus
+    from migrate.errors import ConfigError
+    lab = Path(__file__).resolve().parents[2] / "inventories" / "lab"
+    shutil.copytree(lab, tmp_path / "inv", ignore=shutil.ignore_patterns(".state"))
+    inv = config.load(tmp_path / "inv")
+    with pytest.raises(ConfigError, match="--limit attendance: it depends on personnel") as refused:
+        commands.run(inv, "wave-1", bus=Bus(), confirm=lambda text: True, limit="attendance")
+    assert refused.value.exit_code == 2
