@@ -65,7 +65,10 @@ def read_frame(stream):
     return kind, stream.read(int(length))
 
 
-def names(st, cache={}):
+NAMES = {}  # (uid, gid) -> (owner name, group name), looked up once each
+
+
+def names(st, cache=NAMES):
     key = (st.st_uid, st.st_gid)
     if key not in cache:
         try:

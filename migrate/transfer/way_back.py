@@ -65,20 +65,21 @@ def stop(inv: Inventory, *, source: str, source_db: str, target: str, target_db:
             sequences = _sequences(conn)
         with _session(inv, source, source_db) as conn:
             result["sequences"] = _carry_sequences(conn, sequences)
-    with _session(inv, source, source_db) as conn:
-        _drop_subscription(conn, name)
-    if db.database_exists(inv, target, target_db):
-        with _session(inv, target, target_db) as conn:
-            _drop_slot(conn, name)
-            conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)))
-            conn.execute(sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(
-                sql.Identifier(target_db)))
+    _drop_replication(inv, source, source_db, target, target_db, unfence=True)
     return result
 
 
 def end(inv: Inventory, *, source: str, source_db: str, target: str, target_db: str) -> dict:
     """Finalize: the way back is no longer wanted. Its subscription, slot and publication are
     dropped; the target, now the live system, is not fenced and keeps every write."""
+    _drop_replication(inv, source, source_db, target, target_db, unfence=False)
+    return {"subscription": name_for(target_db), "ended": True}
+
+
+def _drop_replication(inv: Inventory, source: str, source_db: str, target: str, target_db: str, *,
+                      unfence: bool) -> None:
+    """The subscription on the source, then the slot and publication on the target (each only if
+    still there: safe to run again after a kill); `unfence`: lift the target's read-only default."""
     name = name_for(target_db)
     with _session(inv, source, source_db) as conn:
         _drop_subscription(conn, name)
@@ -86,7 +87,9 @@ def end(inv: Inventory, *, source: str, source_db: str, target: str, target_db: 
         with _session(inv, target, target_db) as conn:
             _drop_slot(conn, name)
             conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)))
-    return {"subscription": name, "ended": True}
+            if unfence:
+                conn.execute(sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(
+                    sql.Identifier(target_db)))
 
 
 def _session(inv: Inventory, server: str, dbname: str):
