@@ -178,7 +178,7 @@ def test_limit_runs_and_rolls_back_one_system(clean_lab):
     lab.drain_spool()
     before = lab.snapshot()
     early = lab.migrate("run", "wave-1", "--yes", "--limit", "attendance", *APPROVE)
-    assert early.returncode == 1 and "depends on personnel" in early.stderr
+    assert early.returncode == 2 and "depends on personnel" in early.stderr, "bad usage, refused before any connection"
 
     alone = lab.migrate("run", "wave-1", "--yes", "--limit", "personnel", *APPROVE)
     assert alone.returncode == 0, alone.stderr
