@@ -428,17 +428,13 @@ def _sync_status(inv: config.Inventory, j: Journal, view: state.RunView) -> dict
 
 
 def freeze_of(view: state.RunView) -> dict | None:
-    """The freeze, from the first step of it (maintenance on) to the entry point serving the
-    target (the switch done), with each step inside it; None before it starts."""
-    ids = [s.id for s in view.plan.steps]
-    first = next((i for i, sid in enumerate(ids) if sid.startswith("freeze:")), None)
-    if first is None or not view.steps[ids[first]].started:
+    """The freeze (see state.freeze_span), with each step inside it; None before it starts."""
+    span = state.freeze_span(view)
+    if span is None:
         return None
-    last = ids.index(SWITCH_ID) if SWITCH_ID in ids else len(ids) - 1
-    inside = [view.steps[i] for i in ids[first:last + 1]]
-    started, end = inside[0].started, view.steps[ids[last]]
-    ended = end.ended if end.state == "done" else None
-    phases = [{"step": v.id, "seconds": round(v.ended - v.started, 3)} for v in inside if v.started and v.ended]
+    started, ended = span
+    phases = [{"step": v.id, "seconds": round(v.ended - v.started, 3)}
+              for v in state.freeze_steps(view) if v.started and v.ended]
     return {"seconds": round(ended - started, 3) if ended else None, "started": started, "ended": ended,
             "working_seconds": round(sum(p["seconds"] for p in phases), 3), "phases": phases}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from migrate.engine.journal import Record
-from migrate.model.layout import SYNCED_ID
+from migrate.model.layout import SWITCH_ID, SYNCED_ID
 from migrate.model.plan import Action, WavePlan
 
 
@@ -98,3 +98,24 @@ def _apply(view: RunView, r: Record) -> None:
 def latest(records: list[Record]) -> RunView | None:
     found = runs(records)
     return found[-1] if found else None
+
+
+def freeze_steps(view: RunView) -> list[StepView]:
+    """The steps of the freeze: from the first one of it (maintenance on) to the switch of the
+    entry point (or the plan's end); empty before it starts."""
+    ids = [s.id for s in view.plan.steps]
+    first = next((i for i, sid in enumerate(ids) if sid.startswith("freeze:")), None)
+    if first is None or not view.steps[ids[first]].started:
+        return []
+    last = ids.index(SWITCH_ID) if SWITCH_ID in ids else len(ids) - 1
+    return [view.steps[i] for i in ids[first:last + 1]]
+
+
+def freeze_span(view: RunView) -> tuple[float, float | None] | None:
+    """(start, end) of the freeze; end None while the switch is not done. A rollback marks the
+    switch undone later: the freeze still ended when the switch was done."""
+    inside = freeze_steps(view)
+    if not inside:
+        return None
+    end = inside[-1]
+    return inside[0].started, end.ended if end.state in ("done", "undone") else None

@@ -239,7 +239,7 @@ def _completeness(system: str, report: dict | None, view: state.RunView) -> tupl
 
 
 def _phases(view: state.RunView) -> list[dict]:
-    span = _freeze_span(view)
+    span = state.freeze_span(view)
     return [{"step": s.id, "title": s.title, "system": s.system or None, "state": view.steps[s.id].state,
              "started": iso(view.steps[s.id].started), "ended": iso(view.steps[s.id].ended),
              "seconds": _seconds(view.steps[s.id]), "in_freeze": _inside(span, view.steps[s.id].started)}
@@ -254,18 +254,8 @@ def _seconds(step) -> float | None:
     return round(step.ended - step.started, 3) if step.started and step.ended else None
 
 
-def _freeze_span(view: state.RunView) -> tuple[float, float | None] | None:
-    """From maintenance on (the first freeze step) to the switch done; None before it starts."""
-    first = next((s.id for s in view.plan.steps if s.id.startswith("freeze:")), None)
-    if first is None or not view.steps[first].started:
-        return None
-    last = view.steps.get(SWITCH_ID) or view.steps[view.plan.steps[-1].id]
-    # A rollback marks the switch undone later; the freeze still ended when the switch was done.
-    return view.steps[first].started, last.ended if last.state in ("done", "undone") else None
-
-
 def _freeze(view: state.RunView) -> dict | None:
-    span = _freeze_span(view)
+    span = state.freeze_span(view)
     if span is None:
         return None
     start, end = span
