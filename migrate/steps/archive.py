@@ -63,6 +63,12 @@ class StageArchive(Step):
         return pack_action(run, self.id, self.system, self.host, self.path, delta=False, live=self.live)
 
 
+def _need_target_host(run: Run, system: str, host: str | None) -> None:
+    if host is None:
+        raise ConfigError(f"{run.inv.path / SPEC_FILE}: systems.{system}.archive.target_path: system"
+                          f" {system} has no app.target_host to restore the archive onto")
+
+
 def pack_action(run: Run, step: str, system: str, host: str, path: str, *, delta: bool, live: bool) -> Action:
     prefix = run.layout.documents(system)
     undo = Action("s3.abort_uploads", {"prefix": prefix + "/packs/"},
@@ -105,9 +111,7 @@ class RestoreArchive(Step):
         return (ArchiveOnHost(self._source(run).host, self._source(run).path),)
 
     def plan(self, run: Run, facts) -> StepPlan:
-        if self.host is None:
-            raise ConfigError(f"{run.inv.path / SPEC_FILE}: systems.{self.system}.archive.target_path: system"
-                              f" {self.system} has no app.target_host to restore the archive onto")
+        _need_target_host(run, self.system, self.host)
         if run.spec.systems[self.system].archive.layout == "packed":
             action = restore_packs_action(run, self.id, self.system, self.host, self.path, delta=False)
         else:
@@ -146,9 +150,7 @@ class ArchiveDelta(Step):
     def plan(self, run: Run, facts) -> StepPlan:
         actions = [pack_action(run, self.id, self.system, self.host, self.path, delta=True, live=False)]
         if self.target_path:
-            if self.target_host is None:
-                raise ConfigError(f"{run.inv.path / SPEC_FILE}: systems.{self.system}.archive.target_path: system"
-                                  f" {self.system} has no app.target_host to restore the archive onto")
+            _need_target_host(run, self.system, self.target_host)
             actions.append(restore_packs_action(run, self.id, self.system, self.target_host, self.target_path,
                                                 delta=True))
         return StepPlan(self.id, self.system, f"bring the document archive of {self.system} up to date (delta)",
