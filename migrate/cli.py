@@ -281,7 +281,8 @@ def _sync_line(now: dict) -> str:
 
 @cli.command(epilog=EXIT_CODES)
 @click.argument("wave")
-@click.option("--force", is_flag=True, help="Remove the lock even if its holder seems alive.")
+@click.option("--force", is_flag=True, help="Remove the lock even if it is still held, when its recorded holder"
+              " is gone (never while that process is alive on this host).")
 @click.pass_obj
 def unlock(o: Options, wave: str, force: bool) -> None:
     """Clear WAVE's lock when its holder is gone."""

@@ -14,7 +14,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from migrate.errors import LockHeld
+from migrate.errors import LockHeld, MigrateError
 
 
 def lock_path(state_dir: Path, wave: str) -> Path:
@@ -81,6 +81,23 @@ def holder(state_dir: Path, wave: str) -> dict | None:
         os.close(fd)
 
 
+def alive_here(info: dict) -> bool:
+    """Whether the recorded holder is a process alive on this host. Another host's holder cannot
+    be checked from here (its host says so); a pid we cannot read counts as alive."""
+    if info.get("host") != socket.gethostname():
+        return False
+    pid = info.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def unlock(state_dir: Path, wave: str, *, force: bool = False) -> str:
     path = lock_path(state_dir, wave)
     if not path.exists():
@@ -89,6 +106,12 @@ def unlock(state_dir: Path, wave: str, *, force: bool = False) -> str:
     if live is not None and not force:
         raise LockHeld(f"wave {wave} is locked by {describe(live)}, which is still running;"
                        " use --force only if you are sure it is gone")
+    if live is not None and alive_here(live):
+        # Removing the file of a live holder lets a second run lock a new file and act on the
+        # same wave at once (it aborted the first run's uploads): --force takes over only a
+        # dead holder's lock (one whose kernel lock survives in a forked child, say).
+        raise MigrateError(f"wave {wave} is locked by {describe(live)}, and pid {live.get('pid')} is alive on this"
+                           " host: --force only clears the lock of a holder that is gone; stop that process first")
     fd = _open(state_dir, wave)
     try:
         stale = _read(fd)

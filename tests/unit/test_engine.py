@@ -165,6 +165,49 @@ def test_lock_of_a_killed_holder_is_taken_over(tmp_path):
         assert stale["pid"] == child.pid
 
 
+def test_force_never_takes_the_lock_of_a_live_holder(tmp_path):
+    from migrate.errors import MigrateError
+    code = ("import sys,time; from pathlib import Path; from migrate.engine import lock\n"
+            f"with lock.wave_lock(Path({str(tmp_path)!r}), 'w', 'run'):\n"
+            "    print('locked', flush=True); time.sleep(60)\n")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "locked"
+        with pytest.raises(MigrateError) as refused:
+            lock.unlock(tmp_path, "w", force=True)
+        assert not isinstance(refused.value, LockHeld) and refused.value.exit_code == 1
+        assert f"pid {child.pid}" in str(refused.value) and "(run)" in str(refused.value)
+        assert lock.lock_path(tmp_path, "w").exists()
+        assert lock.holder(tmp_path, "w")["pid"] == child.pid, "the live holder keeps its lock"
+        with pytest.raises(LockHeld):
+            with lock.wave_lock(tmp_path, "w", "run"):
+                pass
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    assert "removed (last held by pid" in lock.unlock(tmp_path, "w", force=True)
+
+
+def test_force_clears_a_lock_whose_recorded_holder_is_gone(tmp_path):
+    """The kernel lock outlives its recorded holder in a forked child: --force may clear that."""
+    code = ("import os,sys,time; from pathlib import Path; from migrate.engine import lock\n"
+            f"with lock.wave_lock(Path({str(tmp_path)!r}), 'w', 'run'):\n"
+            "    if os.fork() == 0:\n"
+            "        print(os.getpid(), flush=True); time.sleep(60)\n"
+            "    os._exit(0)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    orphan = int(parent.stdout.readline())
+    parent.wait()
+    try:
+        live = lock.holder(tmp_path, "w")
+        assert live is not None and live["pid"] == parent.pid and not lock.alive_here(live)
+        assert "removed (last held by pid" in lock.unlock(tmp_path, "w", force=True)
+        with lock.wave_lock(tmp_path, "w", "run") as stale:
+            assert stale is None
+    finally:
+        os.kill(orphan, signal.SIGKILL)
+
+
 def test_gate_stops_the_run_until_approved_and_journals_who(tmp_path):
     from types import SimpleNamespace
 
