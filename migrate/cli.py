@@ -151,12 +151,21 @@ def plan(o: Options, wave: str, limit: str | None) -> None:
 def preflight(o: Options, wave: str) -> None:
     """Check everything WAVE needs (hosts, keys, disk, databases, bucket, window); change nothing."""
     findings = commands.preflight(o.inventory(), wave, bus=Bus() if o.json else o.bus())
-    if o.json:
-        click.echo(json.dumps({"wave": wave, "findings": [f.to_json() for f in findings]}, indent=2))
+    found = {"wave": wave, "findings": [f.to_json() for f in findings]}
     bad = [f for f in findings if f.status == "fail"]
     if bad:
-        raise PreflightFailed(f"preflight of {wave}: {len(bad)} check(s) failed, first {bad[0].check}"
-                              f" {bad[0].subject}: {bad[0].reason}")
+        raise _with_data(o, PreflightFailed(f"preflight of {wave}: {len(bad)} check(s) failed, first {bad[0].check}"
+                                            f" {bad[0].subject}: {bad[0].reason}"), found)
+    if o.json:
+        click.echo(json.dumps(found, indent=2))
+
+
+def _with_data(o: Options, exc: MigrateError, data: dict) -> MigrateError:
+    """The error a command ends with, carrying what it found: with --json the error object holds
+    it (one object on stdout, not the data and then the error)."""
+    if o.json:
+        exc.data = data
+    return exc
 
 
 @cli.command(epilog=EXIT_CODES)
@@ -301,9 +310,8 @@ def verify(o: Options, wave: str, depth: str) -> None:
     from migrate.errors import VerificationFailed
     from migrate.verify import report as reports
     data = commands.verify(o.inventory(), wave, bus=o.bus(), depth=depth)
-    _print_report(o, data, reports)
-    if data["status"] != "passed":
-        raise VerificationFailed(f"{data['summary']['differences']} difference(s); `migrate report {wave}` shows them")
+    _print_report(o, data, reports,
+                  VerificationFailed(f"{data['summary']['differences']} difference(s); `migrate report {wave}` shows them"))
 
 
 @cli.command(epilog=EXIT_CODES)
@@ -315,9 +323,8 @@ def report(o: Options, wave: str) -> None:
     from migrate.errors import VerificationFailed
     from migrate.verify import report as reports
     data = commands.report(o.inventory(), wave)
-    _print_report(o, data, reports)
-    if data["status"] != "passed":
-        raise VerificationFailed(f"the last verification of {wave} found {data['summary']['differences']} difference(s)")
+    _print_report(o, data, reports, VerificationFailed(f"the last verification of {wave} found"
+                                                        f" {data['summary']['differences']} difference(s)"))
 
 
 class DefaultToBuild(click.Group):
@@ -374,8 +381,11 @@ def evidence_verify(o: Options, pack: Path, previous: Path | None, public_key: P
                f" {signed}); digest {done['sha256']}")
 
 
-def _print_report(o: Options, data: dict, reports) -> None:
+def _print_report(o: Options, data: dict, reports, failed: MigrateError) -> None:
+    """The report, then `failed` when it did not pass (with --json, the report inside the error)."""
     if o.json:
+        if data["status"] != "passed":
+            raise _with_data(o, failed, data)
         click.echo(json.dumps(data, default=str))
     else:
         click.echo(reports.text(data), nl=False)
@@ -383,6 +393,8 @@ def _print_report(o: Options, data: dict, reports) -> None:
             f = data["freeze"]
             click.echo(f"freeze: {f['seconds']:.1f}s from maintenance on to the entry point on the target ("
                        + ", ".join(f"{p['step']} {p['seconds']:.1f}s" for p in f["phases"]) + ")")
+        if data["status"] != "passed":
+            raise failed
 
 
 def _finish(o: Options, outcome: WaveOutcome) -> None:
@@ -399,36 +411,53 @@ from migrate.lab_cli import lab  # noqa: E402  (registers the `lab` group)
 cli.add_command(lab)
 
 
+def _json_error(message: str, exit_code: int, exc: BaseException | None = None) -> None:
+    """With --json, an error is one JSON object on stdout too: the error, the exit code, and the
+    outcome or the data the command had (which systems got through, the failed findings)."""
+    found: dict = {}
+    outcome = getattr(exc, "outcome", None)
+    if outcome is not None:
+        found.update({**outcome.to_json(), "plan": None})
+    found.update(getattr(exc, "data", None) or {})
+    problems = getattr(exc, "problems", None)
+    if problems and len(problems) > 1:
+        found["problems"] = list(problems)
+    click.echo(json.dumps({**found, "error": message, "exit": exit_code}, default=str))
+
+
 def main() -> None:
-    debug = "--debug" in sys.argv[1:]
+    argv = sys.argv[1:]
+    debug, as_json = "--debug" in argv, "--json" in argv
     environ.hold_libpq_variables()
+
+    def fail(message: str, exit_code: int, exc: BaseException | None = None, *, lines=None) -> None:
+        if as_json:
+            _json_error(message, exit_code, exc)
+        for line in lines or [message]:
+            err.print(line, markup=False, soft_wrap=True)
+        sys.exit(exit_code)
+
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
-        err.print("aborted")
-        sys.exit(1)
+        fail("aborted", 1)
     except click.ClickException as exc:
+        if as_json:
+            _json_error(exc.format_message(), 2)
         exc.show()
         sys.exit(2)
     except MigrateError as exc:
         if debug:
             traceback.print_exc()
-        outcome = getattr(exc, "outcome", None)
-        if outcome and "--json" in sys.argv[1:]:  # which systems got through, as data
-            click.echo(json.dumps({**outcome.to_json(), "plan": None, "message": str(exc)}))
-        for line in getattr(exc, "problems", [str(exc)]):
-            err.print(f"error: {line}", markup=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+        fail(str(exc), exc.exit_code, exc, lines=[f"error: {line}" for line in getattr(exc, "problems", [str(exc)])])
     except KeyboardInterrupt:
-        err.print("interrupted; `migrate status` shows where the wave stands")
-        sys.exit(1)
+        fail("interrupted; `migrate status` shows where the wave stands", 1)
     except Exception as exc:  # a bug: one line unless --debug
         if debug:
             traceback.print_exc()
-        err.print(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", markup=False)
-        sys.exit(1)
+        fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", 1)
 
 
 if __name__ == "__main__":
