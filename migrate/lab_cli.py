@@ -182,6 +182,10 @@ def _run_load(lab_dir: Path, rate: float, seconds: float | None, edit_every: int
 
 def _load_check(lab_dir: Path, side: str, as_json: bool) -> None:
     result = _call(_lab_api().check_load, lab_dir, side)
+    if as_json and not result.ok:  # one object: the check's result inside the error
+        failed = MigrateError(result.problem())
+        failed.data = result.to_json()
+        raise failed
     click.echo(json.dumps(result.to_json()) if as_json else result.summary())
     if not result.ok:
         raise MigrateError(result.problem())
