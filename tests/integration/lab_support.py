@@ -80,6 +80,7 @@ def object_digests(side: str, dbname: str) -> dict[str, list]:
             "triggers": names("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"),
             "indexes": names("SELECT schemaname || '.' || indexname FROM pg_indexes WHERE schemaname NOT IN ('pg_catalog')"),
             "sequences": sequences,
+            "publications": names("SELECT pubname FROM pg_publication"),
         }
 
 
@@ -156,15 +157,66 @@ def reset() -> None:
     shutil.rmtree(INVENTORY / ".state", ignore_errors=True)
 
 
+def multipart_uploads() -> list[tuple[str, str]]:
+    uploads = s3_client().list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
+    return sorted((u["Key"], u["UploadId"]) for u in uploads)
+
+
+def lifecycle_rules() -> list[dict]:
+    try:
+        return s3_client().get_bucket_lifecycle_configuration(Bucket=BUCKET)["Rules"]
+    except Exception as exc:  # botocore's NoSuchLifecycleConfiguration: no rule at all
+        if "NoSuchLifecycleConfiguration" in str(exc):
+            return []
+        raise
+
+
+def server_state(side: str) -> dict:
+    """Cluster-wide things a wave may leave behind: who may connect to each database and its
+    limits, roles, replication slots and subscriptions."""
+    with psycopg.connect(dsn(side, "postgres")) as conn:
+        def rows(q):
+            return sorted(tuple(str(c) for c in r) for r in conn.execute(q))
+        return {
+            "databases": rows("SELECT datname, coalesce(datacl::text, 'default'), datconnlimit, datallowconn"
+                              " FROM pg_database WHERE NOT datistemplate"),
+            "roles": rows("SELECT rolname, rolcanlogin, rolreplication FROM pg_roles WHERE rolname NOT LIKE 'pg\\_%'"),
+            "slots": rows("SELECT slot_name, database FROM pg_replication_slots"),
+            "subscriptions": rows("SELECT subname, subenabled FROM pg_subscription"),
+        }
+
+
 def snapshot() -> dict:
     """Everything a wave may touch, for before/after comparisons."""
     return {
         "source": {db: table_digests("source", db) for db in DATABASES},
         "source_objects": {db: object_digests("source", db) for db in DATABASES},
         "target_databases": databases("target"),
+        "servers": {side: server_state(side) for side in ("source", "target")},
         "bucket": bucket_versions(),
+        "uploads": multipart_uploads(),
+        "lifecycle": lifecycle_rules(),
         "src-app": tree(host_root("src-app")),
         "tgt-app": tree(host_root("tgt-app")),
         "front": tree(host_root("front")),
         "dns": sorted(dns_record_sets(), key=lambda rs: (rs["Name"], rs["Type"])),
+        "front_door": front_door(),
     }
+
+
+SERVICES = ("personale", "presenze")
+
+
+def front_door() -> dict[str, str]:
+    """Which app server the running front door sends each service to (its answer, not its file)."""
+    import urllib.request
+    opener, found = urllib.request.build_opener(urllib.request.ProxyHandler({})), {}
+    for service in SERVICES:
+        try:
+            with opener.open(f"http://127.0.0.1:{PORTS['http_front']}/{service}/health", timeout=10) as reply:
+                found[service] = reply.headers.get("X-Upstream", "").rstrip("/")
+        except urllib.error.HTTPError as exc:
+            found[service] = f"{exc.headers.get('X-Upstream', '').rstrip('/')} {exc.code}"
+        except OSError as exc:
+            found[service] = f"unreachable: {type(exc).__name__}"
+    return found

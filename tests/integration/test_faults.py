@@ -1,0 +1,199 @@
+"""The fault suite (#13): `migrate` is killed with SIGKILL at step boundaries and mid-step, and so
+are the run that resumes it and the rollback (double faults). Each kill is followed by a resume
+or a rollback, and the outcome is compared, independently of the tool, with what it must be:
+after a resume, the target databases and documents equal the source's and the front door and DNS
+point at the target; after a rollback, every database, host tree, bucket version, multipart
+upload, lifecycle rule, DNS record and the front door's answer are as before the wave.
+
+The fast part runs in CI. MIGRATE_TEST_FAULTS=full runs the whole matrix (every step boundary
+followed by a resume, a random point inside every step followed by a rollback, and random double
+faults); MIGRATE_TEST_FAULT_SEED picks the random points (printed with each kill), and the figures
+are printed at the end of the module (pytest -s shows them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+
+from tests.integration import lab_support as lab
+
+pytestmark = pytest.mark.integration
+
+RUN = ("run", "wave-1", "--yes", "--approve", "fault suite")
+ROLLBACK = ("rollback", "wave-1", "--yes")
+FULL = os.environ.get("MIGRATE_TEST_FAULTS") == "full"
+SEED = int(os.environ.get("MIGRATE_TEST_FAULT_SEED", "13"))
+TALLY: Counter = Counter()
+
+
+@dataclass(frozen=True)
+class Kill:
+    """Kill at the `nth` event of `kind` (of `step`, when given), `delay` seconds after it."""
+    kind: str
+    step: str | None = None
+    nth: int = 1
+    delay: float = 0.0
+
+    def matches(self, event: dict) -> bool:
+        return event.get("event") == self.kind and self.step in (None, event.get("step"))
+
+    def __str__(self) -> str:
+        where = f" of {self.step}" if self.step else ""
+        return f"{self.kind}#{self.nth}{where}+{self.delay:.2f}s"
+
+
+def kill_at(args: tuple[str, ...], at: Kill) -> bool:
+    """`migrate --json ARGS`, SIGKILLed at `at`. False when it ended before (no kill happened)."""
+    proc = subprocess.Popen([sys.executable, "-m", "migrate.cli", "-i", str(lab.INVENTORY), "--json", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={k: v for k, v in os.environ.items() if not k.startswith("MIGRATE_")})
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout] + [lines.put(None)], daemon=True).start()
+    seen = 0
+    while (line := lines.get(timeout=600)) is not None:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if at.matches(event):
+            seen += 1
+            if seen == at.nth:
+                time.sleep(at.delay)
+                break
+    if proc.poll() is not None or line is None:
+        proc.wait(timeout=600)
+        print(f"  {' '.join(args[:2])} ended before {at}")
+        return False
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    print(f"  {' '.join(args[:2])} killed at {at}")
+    return True
+
+
+def wave_status() -> dict:
+    return json.loads(lab.migrate("--json", "status", "wave-1").stdout)["waves"]["wave-1"]
+
+
+def differences(before: dict, after: dict) -> list[str]:
+    return [k for k in before if before[k] != after.get(k)]
+
+
+def assert_migrated() -> None:
+    """Independent of the tool: what a completed wave must have left."""
+    assert lab.databases("target") == set(lab.DATABASES)
+    for db in lab.DATABASES:
+        assert lab.table_digests("target", db) == lab.table_digests("source", db), db
+    for root in ("srv/personale/documents", "srv/presenze/documenti"):
+        source, target = lab.host_root("src-app") / root, lab.host_root("tgt-app") / root
+        if source.exists():
+            assert {p: d.split()[0] for p, d in lab.tree(target).items()} == \
+                   {p: d.split()[0] for p, d in lab.tree(source).items()}, root
+    target_app = f"http://127.0.0.1:{lab.PORTS['http_tgt_app']}"
+    assert lab.front_door() == {s: target_app for s in lab.SERVICES}
+    assert lab.dns_records()["personale.comune.lab."] == "tgt-app.comune.lab."
+    assert lab.multipart_uploads() == []
+
+
+def resume(run_id: str) -> None:
+    done = lab.migrate(*RUN)
+    assert done.returncode == 0, done.stderr
+    assert f"(run {run_id})" in done.stdout, f"a new run was started instead of resuming {run_id}: {done.stdout}"
+    assert_migrated()
+    TALLY["resumed exactly"] += 1
+
+
+def roll_back(before: dict) -> None:
+    back = lab.migrate(*ROLLBACK)
+    assert back.returncode == 0, back.stderr
+    assert "Traceback" not in back.stderr
+    after = lab.snapshot()
+    assert after == before, f"not as before the wave: {differences(before, after)}"
+    assert wave_status()["status"] == "rolled_back"
+    TALLY["rolled back exactly"] += 1
+
+
+def killed_run(at: Kill) -> str:
+    """A run killed at `at`: its run id (the run must be resumable, never replaced)."""
+    assert kill_at(RUN, at), f"the run ended before {at}"
+    TALLY["kills of run"] += 1
+    status = wave_status()
+    assert status["status"] == "interrupted", status["status"]
+    return status["run_id"]
+
+
+@pytest.fixture
+def fresh(clean_lab):
+    lab.drain_spool()
+    return lab.snapshot()
+
+
+@pytest.fixture(scope="module")
+def steps(test_lab):
+    """The wave's steps, from its dry run."""
+    planned = lab.migrate("--json", "plan", "wave-1")
+    assert planned.returncode == 0, planned.stderr
+    return [s["id"] for s in json.loads(planned.stdout.strip().splitlines()[-1])["plan"]["steps"]]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def figures():
+    yield
+    if TALLY:
+        print("\nfault suite:", ", ".join(f"{k}: {v}" for k, v in sorted(TALLY.items())))
+
+
+# --- the fast part: each kind of fault once, on the CI lab --------------------------------------
+
+def test_a_killed_resume_is_resumed_again_and_rolls_back_exactly(fresh):
+    run_id = killed_run(Kill("step_done", "personnel/stage-archive"))
+    assert kill_at(RUN, Kill("step_started", "personnel/restore-db:personale", delay=0.5))
+    TALLY["double faults"] += 1
+    assert wave_status()["run_id"] == run_id
+    resume(run_id)
+    roll_back(fresh)
+
+
+def test_a_rollback_killed_twice_is_finished_by_the_next_one(fresh):
+    killed_run(Kill("step_done", "attendance/way-back:presenze"))
+    assert kill_at(ROLLBACK, Kill("action", nth=2))
+    assert wave_status()["status"] == "rolling_back"
+    assert kill_at(ROLLBACK, Kill("action", nth=2, delay=0.3))
+    TALLY["double faults"] += 2
+    roll_back(fresh)
+
+
+def test_a_rollback_killed_while_draining_the_way_back_loses_no_punch(fresh):
+    """Issue #13 point 2: the drain waits on a lock held on the source; the rollback is killed
+    after the fence; the next rollback finishes it and the punch written on the target after
+    go-live reaches the source."""
+    done = lab.migrate(*RUN)
+    assert done.returncode == 0, done.stderr
+    with psycopg.connect(lab.dsn("target", "presenze"), autocommit=True) as conn:
+        conn.execute("INSERT INTO punch (employee_id, punched_at, direction, origin, recorded_at)"
+                     " VALUES (2, now(), 'IN', 'MAN', now())")
+        written = conn.execute("SELECT count(*) FROM punch").fetchone()[0]
+    with psycopg.connect(lab.dsn("source", "presenze")) as holder:
+        holder.execute("LOCK TABLE punch IN ACCESS EXCLUSIVE MODE")  # the way back's apply waits
+        assert kill_at(ROLLBACK, Kill("action", step="attendance/way-back:presenze", delay=4))
+        holder.rollback()
+    TALLY["double faults"] += 1
+    with psycopg.connect(lab.dsn("target", "presenze")) as conn:
+        fenced = conn.execute("SHOW default_transaction_read_only").fetchone()[0]
+        assert fenced == "on", "the target stays fenced until the drain is done"
+    back = lab.migrate(*ROLLBACK)
+    assert back.returncode == 0, back.stderr
+    with psycopg.connect(lab.dsn("source", "presenze")) as conn:
+        assert conn.execute("SELECT count(*) FROM punch").fetchone()[0] == written, "the target's punch is lost"
