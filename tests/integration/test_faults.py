@@ -125,13 +125,24 @@ def roll_back(before: dict) -> None:
     TALLY["rolled back exactly"] += 1
 
 
-def killed_run(at: Kill) -> str:
+def killed_run(at: Kill, args: tuple[str, ...] = RUN) -> str:
     """A run killed at `at`: its run id (the run must be resumable, never replaced)."""
-    assert kill_at(RUN, at), f"the run ended before {at}"
+    assert kill_at(args, at), f"the run ended before {at}"
     TALLY["kills of run"] += 1
     status = wave_status()
     assert status["status"] == "interrupted", status["status"]
     return status["run_id"]
+
+
+def plan_steps(warm: bool = False) -> list[str]:
+    """The lab wave's step ids, from the spec alone (the same plan the test lab's inventory makes)."""
+    from migrate import config, steps
+    return [s.id for s in steps.build(config.load(lab.ROOT / "inventories" / "lab").spec, "wave-1", warm=warm)]
+
+
+def points(rng: random.Random, at: list[str]) -> tuple[str, float]:
+    """A random step of `at` and a random delay after its start."""
+    return rng.choice(at), round(rng.uniform(0.0, 2.5), 2)
 
 
 @pytest.fixture
@@ -197,3 +208,78 @@ def test_a_rollback_killed_while_draining_the_way_back_loses_no_punch(fresh):
     assert back.returncode == 0, back.stderr
     with psycopg.connect(lab.dsn("source", "presenze")) as conn:
         assert conn.execute("SELECT count(*) FROM punch").fetchone()[0] == written, "the target's punch is lost"
+
+
+def test_a_warm_wave_killed_inside_the_fence_rolls_back_exactly(fresh):
+    synced = lab.migrate("sync", "wave-1", "--yes")
+    assert synced.returncode == 0, synced.stderr
+    killed_run(Kill("step_started", "attendance/fence-db:presenze", delay=0.2))
+    assert kill_at(ROLLBACK, Kill("action", nth=3))
+    TALLY["double faults"] += 1
+    roll_back(fresh)
+
+
+# --- the full matrix: MIGRATE_TEST_FAULTS=full ---------------------------------------------------
+
+COLD = plan_steps()
+WARM = plan_steps(warm=True)
+full = pytest.mark.skipif(not FULL, reason="the full fault matrix runs with MIGRATE_TEST_FAULTS=full")
+
+
+@full
+@pytest.mark.parametrize("step", COLD)
+def test_every_boundary_then_resume_then_rollback(fresh, step):
+    resume(killed_run(Kill("step_done", step)))
+    roll_back(fresh)
+
+
+@full
+@pytest.mark.parametrize("step", COLD)
+def test_a_random_point_in_every_step_then_rollback(fresh, step):
+    delay = round(random.Random(f"{SEED}:mid:{step}").uniform(0.0, 2.5), 2)
+    if kill_at(RUN, Kill("step_started", step, delay=delay)):
+        TALLY["kills of run"] += 1
+    roll_back(fresh)
+
+
+@full
+@pytest.mark.parametrize("case", range(8))
+def test_random_double_faults_of_run_and_resume(fresh, case):
+    rng = random.Random(f"{SEED}:resume:{case}")
+    first = rng.randrange(len(COLD) - 2)
+    run_id = killed_run(Kill("step_done", COLD[first]))
+    second, delay = points(rng, COLD[first + 1:])
+    if kill_at(RUN, Kill("step_started", second, delay=delay)):
+        TALLY["double faults"] += 1
+    resume(run_id)
+    roll_back(fresh)
+
+
+@full
+@pytest.mark.parametrize("case", range(8))
+def test_random_double_faults_of_run_and_rollback(fresh, case):
+    rng = random.Random(f"{SEED}:rollback:{case}")
+    step, delay = points(rng, COLD)
+    if kill_at(RUN, Kill("step_started", step, delay=delay)):
+        TALLY["kills of run"] += 1
+    for _ in range(1 + case % 2):  # every other case kills the rollback twice
+        if kill_at(ROLLBACK, Kill("action", nth=rng.randint(1, 6), delay=round(rng.uniform(0, 1.0), 2))):
+            TALLY["double faults"] += 1
+    roll_back(fresh)
+
+
+@full
+@pytest.mark.parametrize("step", [s for s in WARM if s != "synced"])  # synced: where sync stops
+def test_every_warm_boundary_then_resume_then_rollback(fresh, step):
+    before_hold = WARM.index(step) < WARM.index("synced")
+    if before_hold:
+        run_id = killed_run(Kill("step_done", step), ("sync", "wave-1", "--yes"))
+        synced = lab.migrate("sync", "wave-1", "--yes")
+        assert synced.returncode == 0, synced.stderr
+        assert f"(run {run_id})" in synced.stdout
+    else:
+        synced = lab.migrate("sync", "wave-1", "--yes")
+        assert synced.returncode == 0, synced.stderr
+        run_id = killed_run(Kill("step_done", step))
+    resume(run_id)
+    roll_back(fresh)
