@@ -3,6 +3,7 @@ known_hosts and a fresh connection per use (a reused one would skip that check).
 
 from __future__ import annotations
 
+import logging
 import posixpath
 import shlex
 import time
@@ -14,6 +15,11 @@ import paramiko
 from migrate.adapters import guard
 from migrate.config import Host, Inventory
 from migrate.errors import ConfigError, StepFailed
+
+# paramiko's transport thread logs a failure it hands to us as an exception (a host that stops
+# mid-banner, say) a second time, with its traceback, and with no handler Python prints that on
+# stderr. Ours is the exception: records still reach any handler the caller sets up.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 def host(inv: Inventory, name: str) -> Host:
@@ -46,8 +52,8 @@ def connect(inv: Inventory, name: str):
     except paramiko.BadHostKeyException as exc:
         raise StepFailed(f"host {name}: host key changed (got {exc.key.get_name()} "
                          f"{exc.key.fingerprint}); refusing to connect") from None
-    except paramiko.SSHException as exc:
-        raise StepFailed(f"host {name}: SSH refused ({exc})") from None
+    except paramiko.SSHException as exc:  # no banner in time, negotiation or authentication failed
+        raise StepFailed(f"host {name}: no SSH session at {h.address}:{h.port} ({type(exc).__name__}: {exc})") from None
     except OSError as exc:
         raise StepFailed(f"host {name}: unreachable at {h.address}:{h.port} ({exc.strerror or exc})") from None
     try:
@@ -68,8 +74,8 @@ def offered_host_key(inv: Inventory, name: str) -> tuple[str, str, str]:
             key = transport.get_remote_server_key()
         finally:
             transport.close()
-    except (paramiko.SSHException, OSError) as exc:
-        raise StepFailed(f"unreachable at {h.address}:{h.port} ({exc})") from None
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        raise StepFailed(f"unreachable at {h.address}:{h.port} ({type(exc).__name__}: {exc})") from None
     return key.get_name(), key.get_base64(), key.fingerprint
 
 
@@ -81,9 +87,20 @@ def known_host_keys(inv: Inventory, name: str) -> dict[str, str]:
     return {kind: key.get_base64() for kind, key in known.items()}
 
 
+@contextmanager
+def conversation(name: str, doing: str):
+    """A host that fails after the connection was made (its sshd stopped, the link cut, no
+    answer in time): StepFailed naming the host and the kind of failure, for the calls that do
+    not retry (facts and checks). Callers that retry catch ERRORS themselves."""
+    try:
+        yield
+    except (*ERRORS, EOFError) as exc:
+        raise StepFailed(f"host {name}: {doing}: the connection failed ({type(exc).__name__})") from None
+
+
 def run_timed(inv: Inventory, name: str, command: str) -> tuple[str, float]:
     """A command's output, and the local time halfway through it (to compare clocks)."""
-    with connect(inv, name) as client:
+    with connect(inv, name) as client, conversation(name, f"`{command.split()[0]}`"):
         before = time.time()
         _, out, err = client.exec_command(command, timeout=20)
         text = out.read().decode(errors="replace")
@@ -109,7 +126,7 @@ def walk(sftp: paramiko.SFTPClient, top: str):
 
 def read_text(inv: Inventory, name: str, path: str) -> str | None:
     """A small text file on a host (None when it does not exist)."""
-    with connect(inv, name) as client, client.open_sftp() as sftp:
+    with connect(inv, name) as client, conversation(name, "reading a file"), client.open_sftp() as sftp:
         try:
             with sftp.open(host_path(host(inv, name), path)) as f:
                 return f.read().decode("utf-8")
@@ -137,7 +154,7 @@ class BulkSession:
 
 def exists(inv: Inventory, name: str, path: str) -> bool:
     """Whether a path of the spec exists on a host."""
-    with connect(inv, name) as client, client.open_sftp() as sftp:
+    with connect(inv, name) as client, conversation(name, "looking for a path"), client.open_sftp() as sftp:
         return stat(sftp, host_path(host(inv, name), path)) is not None
 
 
@@ -310,7 +327,9 @@ def call_program(inv: Inventory, name: str, mode: str, top: str, *args: str, wor
 
     command = program_command(inv, name, mode, top, *args)
     with ExitStack() as stack:
-        client = client or stack.enter_context(connect(inv, name))
+        if client is None:  # a connection of its own: its failure is this call's
+            client = stack.enter_context(connect(inv, name))
+            stack.enter_context(conversation(name, f"the archive program ({mode})"))
         run = Program(client, command)
         run.send(json.dumps(work if work is not None else []).encode())
         run.end_input()
@@ -327,7 +346,9 @@ def scan_program(inv: Inventory, name: str, top: str, *, with_hash: bool = False
 
     command = program_command(inv, name, "scan", top, *(["hash"] if with_hash else []))
     with ExitStack() as stack:
-        client = client or stack.enter_context(connect(inv, name))
+        if client is None:  # a connection of its own: its failure is this call's
+            client = stack.enter_context(connect(inv, name))
+            stack.enter_context(conversation(name, "listing files"))
         run = Program(client, command)
         run.end_input()
         lines = run.stdout.read().splitlines()

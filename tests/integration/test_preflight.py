@@ -111,3 +111,40 @@ def test_blackout_date_blocks_the_run_and_changes_nothing(clean_lab, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and f"maintenance window wave-1: {today} is a blackout date" in proc.stderr
     assert lab.snapshot() == before
+
+
+@pytest.mark.parametrize("answer", ["nothing", "close"])
+def test_a_source_host_that_is_down_is_a_failed_check_not_an_internal_error(test_lab, tmp_path, answer):
+    """Something on the host's port that says nothing (a hung sshd) or hangs up at once (#13 item 7)."""
+    import socket
+    import threading
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(conn)
+            if answer == "close":
+                conn.close()
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        inv = copy_inventory(tmp_path)
+        edit(inv / "hosts.yml", f"ansible_port: {lab.PORTS['ssh_src_app']}", f"ansible_port: {listener.getsockname()[1]}")
+        proc = subprocess.run([sys.executable, "-m", "migrate.cli", "-i", str(inv), "--json", "preflight", "wave-1"],
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        listener.close()
+        for conn in accepted:
+            conn.close()
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    found = json.loads(proc.stdout)
+    failed = {(f["check"], f["subject"]): f["reason"] for f in found["findings"] if f["status"] == "fail"}
+    assert set(failed) == {("ssh host key", "src-app"), ("archive owners", "personnel")}, failed
+    assert "SSHException" in failed[("ssh host key", "src-app")], failed
+    assert found["exit"] == 1 and "src-app" in found["error"]
