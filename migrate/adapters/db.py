@@ -6,6 +6,7 @@ the spec names and handed only to the child process that needs it.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -20,6 +21,21 @@ from psycopg import sql
 from migrate.adapters import environ, guard
 from migrate.config import Inventory
 from migrate.errors import ConfigError, StepFailed
+
+class _LostCopyTermination(logging.Filter):
+    """A COPY left by an error on a connection that is lost: psycopg raises that error and, when
+    ending the COPY then fails as well (it must, the server is gone), logs "error ignored
+    terminating <psycopg.Copy [BAD]>" on the side, which Python prints on stderr. The error we
+    report is the first one; any other psycopg message still gets through."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != "error ignored terminating %r: %s" or not record.args:
+            return True
+        conn = getattr(record.args[0], "connection", None)
+        return not (conn is not None and conn.broken)
+
+
+logging.getLogger("psycopg").addFilter(_LostCopyTermination())
 
 PG_BIN_DIRS = ("/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin")
 
