@@ -13,6 +13,7 @@ from typing import Callable
 
 from migrate import config, facts, scope, steps
 from migrate import preflight as checks
+from migrate.adapters import db
 from migrate.engine import lock, state
 from migrate.engine.context import Context
 from migrate.engine.events import Bus
@@ -53,6 +54,7 @@ def preflight(inv: config.Inventory, wave: str, *, bus: Bus, run_id: str | None 
     """Every check, journalled as evidence under the run it guards (or a run id of its own).
     `record` is where the findings go: the inventory's journal unless told (a dry run's forgets)."""
     scope.check_wave(inv, wave)
+    db.check_passfiles(inv, wave)  # run, sync and plan come through here before contacting anything
     j = journal(inv)
     findings = checks.run_checks(inv, wave, pace=_pace(j), total_bytes=_wave_bytes(inv, wave),
                                  owned_slots=owned_slots(j), own_switch=own_switch)
@@ -330,6 +332,7 @@ def rollback(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm,
                                " a rollback is impossible (restore from backups, or plan a wave back)")
         scope.check_rollback(full, j, wave, key)
         _require_planned(view)
+        db.check_passfiles(inv, wave)
         effects = view.pending_undo()
         text = "\n".join([f"roll back {key}, run {view.run_id} ({len(effects)} effects to undo, newest first):"]
                          + [f"  {step}: {_undo_line(a)}" for _, step, a in effects])

@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 
 from migrate.adapters import environ, guard
-from migrate.config import Inventory
+from migrate.config import SPEC_FILE, Inventory
 from migrate.errors import ConfigError, StepFailed
 
 class _LostCopyTermination(logging.Filter):
@@ -47,12 +47,49 @@ def conninfo(inv: Inventory, server: str, dbname: str) -> str:
              "sslmode": s.sslmode, "connect_timeout": 10, "application_name": "migrate"}
     if s.passfile:
         passfile = inv.resolve(s.passfile)
-        if passfile.is_dir():
-            raise ConfigError(f"db_servers.{server}.passfile: {passfile} is a directory, not a libpq passfile")
-        if not passfile.is_file():
-            raise ConfigError(f"db_servers.{server}.passfile: {passfile} not found (is the lab up?)")
+        problem = _not_a_file(passfile)
+        if problem:
+            raise ConfigError(f"{inv.path / SPEC_FILE}: db_servers.{server}.passfile: {passfile} {problem}")
         parts["passfile"] = str(passfile)
     return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in parts.items()})
+
+
+def _not_a_file(path: Path) -> str | None:
+    if path.is_dir():
+        return "is a directory, not a libpq passfile"
+    if not path.is_file():
+        return "not found"
+    return None
+
+
+def check_passfiles(inv: Inventory, wave: str) -> None:
+    """Every libpq passfile the wave's servers name is a file, before any connection (exit 2,
+    one line naming file and field). A replication_passfile lives on its server's host: it is
+    looked at only when that is this machine (a path relative to the inventory, or a server on
+    loopback), as in the lab."""
+    servers = sorted({side.server for name in inv.spec.waves[wave].systems
+                      for d in inv.spec.systems[name].databases.values() for side in (d.source, d.target)})
+    problems = []
+    for name in servers:
+        s = inv.spec.db_servers[name]
+        here = not (s.replication_passfile or "/").startswith("/") or _is_loopback(s.host)
+        for field, value in (("passfile", s.passfile), ("replication_passfile", s.replication_passfile if here else None)):
+            problem = value and _not_a_file(inv.resolve(value))
+            if problem:
+                problems.append(f"{inv.path / SPEC_FILE}: db_servers.{name}.{field}: {inv.resolve(value)} {problem}")
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(problems[0] + more)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def subscription_conninfo(inv: Inventory, *, to: str, dbname: str, on: str, name: str) -> str:
