@@ -295,8 +295,9 @@ def delete_versions(s3, bucket: str, items: list[tuple[str, str | None]]) -> int
     for i in range(0, len(objects), 1000):
         answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": objects[i:i + 1000], "Quiet": True})
         if answer.get("Errors"):
-            first = answer["Errors"][0]
-            raise StepFailed(f"deleting {first.get('Key')} failed ({first.get('Code')})")
+            # Not by key: a staged document's key holds its path, and a path can name a person.
+            raise StepFailed(f"bucket {bucket}: {len(answer['Errors'])} object version(s) could not be deleted"
+                             f" ({answer['Errors'][0].get('Code')})")
     return len(objects)
 
 

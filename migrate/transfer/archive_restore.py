@@ -13,6 +13,9 @@ of the journal, they can name people): the rollback removes exactly those (a fil
 still has the size and mtime written), never a file that was there before. A file already at
 its place with the manifest's size and SHA-256 is skipped, so a rerun writes only what is
 missing; a different file in the way stops the restore before anything is written.
+
+An error names a document by its manifest index and SHA-256, never by its path or its object's
+key (which holds the path): see migrate.model.document_names.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from migrate.adapters import cloud, ssh
 from migrate.config import Inventory
 from migrate.errors import StepFailed
+from migrate.model import document_names as names
 from migrate.model import layout
 from migrate.transfer.log import RESTORE_INTENT, TransferLog
 from migrate.transfer.pool import Pool
@@ -77,14 +81,15 @@ def tag_for(run_id: str, step: str) -> str:
 # --- what to restore, and what is there already ---------------------------------------------
 
 def read_manifest(job: RestoreJob) -> list[dict]:
-    """The staged archive's manifest, checked against the SHA-256 the staging step recorded."""
+    """The staged archive's manifest, checked against the SHA-256 the staging step recorded;
+    each entry with its "index" there (what messages name it by)."""
     key = layout.manifest_key(job.prefix)
     expected = job.manifest_sha256
     if expected is None:
         raise StepFailed(f"s3://{job.bucket}/{key}: no SHA-256 for it in this run's journal; stage the archive first")
     size = cloud.object_size(job.s3, job.bucket, key)
     with cloud.fetch_verified(job.s3, job.bucket, key, sha256=expected, size=size, spool_bytes=MANIFEST_SPOOL) as f:
-        return json.loads(f.read())["files"]
+        return [{**e, "index": i} for i, e in enumerate(json.loads(f.read())["files"])]
 
 
 @contextmanager
@@ -178,9 +183,8 @@ class Writer:
         try:
             sha, size = self._write(temp, key)
             if sha != entry["sha256"] or size != entry["size"]:
-                raise StepFailed(f"staged object s3://{job.bucket}/{key}: SHA-256 {sha[:16]}… ({size} bytes) differs"
-                                 f" from the manifest's {entry['sha256'][:16]}… ({entry['size']} bytes); refusing"
-                                 " to restore it")
+                raise StepFailed(f"its staged object has SHA-256 {sha[:16]}… ({size} bytes), not the manifest's"
+                                 f" ({entry['size']} bytes); refusing to restore it")
             ssh.publish(self.sftp, temp, job.final(entry["path"]), mode=mode, mtime=mtime)  # never replaces a file
         except BaseException:
             ssh.remove(self.sftp, temp)
@@ -206,8 +210,7 @@ def _checked_metadata(job: RestoreJob, entry: dict) -> tuple[int, int]:
     agrees = (meta.get("sha256") == entry["sha256"] and meta.get("size") == str(entry["size"])
               and meta.get("mtime") == str(entry["mtime"]) and meta.get("mode") == entry["mode"])
     if not agrees:
-        raise StepFailed(f"staged object s3://{job.bucket}/{entry['key']}: its metadata disagrees with the"
-                         " manifest; refusing to restore it")
+        raise StepFailed("its staged object's metadata disagrees with the manifest; refusing to restore it")
     return int(meta["mode"], 8), int(meta["mtime"])
 
 
@@ -219,8 +222,8 @@ def restore_archive(job: RestoreJob) -> dict:
         found = survey(job, client, sftp, files)
         if found.conflicts:
             raise StepFailed(f"{len(found.conflicts)} document(s) at {job.host}:{job.path} differ from the staged ones"
-                             f" (first: {found.conflicts[0]}); a restore never replaces a file it did not write: move"
-                             " them away, then run again")
+                             f" (first: {names.in_manifest(files, found.conflicts[0])}); a restore never replaces a"
+                             " file it did not write: move them away, then run again")
         if found.todo:
             record_intent(job, found)  # before the first directory or file exists
         for d in found.dirs:
@@ -244,8 +247,9 @@ def _write_all(job: RestoreJob, todo: list[dict]) -> tuple[list[str], list[int]]
             if error is None:
                 written.append(future.result())
             else:  # reported as data, raised once at the end
-                errors.append(str(error) if isinstance(error, StepFailed)
-                              else f"document {entry['path']}: {type(error).__name__}")
+                name = names.document(entry["index"], entry["sha256"])
+                why = str(error) if isinstance(error, StepFailed) else type(error).__name__
+                errors.append(f"{name}: {names.without(why, entry['key'], 'its staged object')}")
     return errors, written
 
 

@@ -10,6 +10,9 @@ batch manifest to the bucket, then journals it (count, bytes, the batch's SHA-25
 out of the journal, they can name people). A rerun reads the journaled batches and skips every
 file whose size and mtime are unchanged; an object uploaded after the last batch record is a
 leftover of the killed attempt and is deleted before the file is sent again.
+
+An error names a file by its place in the source listing, never by its path or its object's key
+(which holds the path): see migrate.model.document_names.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from urllib.parse import quote
 from migrate.adapters import cloud, ssh
 from migrate.config import Inventory
 from migrate.errors import StepFailed
+from migrate.model import document_names as names
 from migrate.model import layout
 from migrate.transfer.log import ARCHIVE_BATCH, TransferLog
 from migrate.transfer.pool import Pool
@@ -79,7 +83,7 @@ def _remote_sha256(client, path: str) -> str:
     metadata (set when the multipart upload starts); the stream is hashed again and compared."""
     sha = ssh.remote_sha256(client, path)
     if sha is None:
-        raise StepFailed(f"{posixpath.basename(path)}: the source host could not hash it")
+        raise StepFailed("the source host could not hash it")
     return sha
 
 
@@ -106,8 +110,7 @@ class Worker:
                 sha = _remote_sha256(self.client, path)
                 stored = self._stream(remote, f, sha)
         if stored.size != f.size or stored.sha256 != sha:
-            raise StepFailed(f"document {f.rel}: changed while it was copied (size or SHA-256 differ); is the"
-                             " source frozen?")
+            raise StepFailed("changed while it was copied (size or SHA-256 differ); is the source frozen?")
         return {"path": f.rel, "key": stored.key, "size": stored.size, "sha256": stored.sha256, "mtime": f.mtime,
                 "mode": oct(f.mode), "version": stored.version}
 
@@ -169,7 +172,7 @@ def stage_archive(job: ArchiveJob) -> dict:
     removed = _remove_leftovers(job, done)
     todo = sorted((f for f in files if not _unchanged(done.get(f.rel), f)), key=lambda f: -f.size)
     batcher = Batcher(job, first=len(job.log.batches(job.scope)) + 1)
-    errors = _copy_all(job, top, todo, batcher, done)
+    errors = _copy_all(job, top, todo, batcher, done, names.Listing(names.SOURCE, {f.rel: f.size for f in files}))
     batcher.flush()  # what did finish is recorded even when something failed
     if errors:
         raise StepFailed(f"{errors[0]}{f' (and {len(errors) - 1} more)' if len(errors) > 1 else ''};"
@@ -179,8 +182,10 @@ def stage_archive(job: ArchiveJob) -> dict:
             "bytes": sum(f.size for f in files), "leftovers_removed": removed, "manifest_sha256": manifest}
 
 
-def _copy_all(job: ArchiveJob, top: str, todo: list[Remote], batcher: Batcher, done: dict) -> list[str]:
-    """Copy in parallel; this thread records each finished file (the journal is its alone)."""
+def _copy_all(job: ArchiveJob, top: str, todo: list[Remote], batcher: Batcher, done: dict,
+              listed: names.Listing) -> list[str]:
+    """Copy in parallel; this thread records each finished file (the journal is its alone).
+    A failed file is named by its place in the source listing."""
     errors = []
     with Pool(job.workers, lambda: Worker(job, top), name="archive") as workers:
         for f, future in workers.each(Worker.copy, todo):
@@ -191,7 +196,9 @@ def _copy_all(job: ArchiveJob, top: str, todo: list[Remote], batcher: Batcher, d
                 done[f.rel] = future.result()
                 batcher.add(done[f.rel])
             else:  # reported as data, raised once at the end
-                errors.append(f"document {f.rel}: {error if isinstance(error, StepFailed) else type(error).__name__}")
+                why = str(error) if isinstance(error, StepFailed) else type(error).__name__
+                name = listed.name(f.rel)
+                errors.append(f"{name}: {names.without(why, job.key(f.rel), 'its object')}")
     return errors
 
 

@@ -19,6 +19,9 @@ whole pack and each file match their SHA-256 (a flipped byte: nothing of the pac
 Before the first write, what will be written, the directories to make and the old versions to
 set aside (a delta's changed and deleted files, moved into a trash directory under the target
 path) are listed in an intent in the bucket and journalled: the undo reverses exactly that.
+
+An error names a document by its manifest index and SHA-256, a file no manifest holds yet by its
+place in the source listing, never by its path (migrate.model.document_names).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import Callable
 from migrate.adapters import cloud, ssh
 from migrate.config import Inventory
 from migrate.errors import StepFailed
+from migrate.model import document_names as names
 from migrate.transfer.pool import Pool
 
 PACK_RECORD = "archive_pack"
@@ -172,7 +176,7 @@ def stage(job: PackJob) -> dict:
     todo = [f for f in listing if changed(known.get(f["path"]), f)]
     tasks = [(f"{job.prefix}/packs/{_scope_tag(job.scope)}-{attempt:03d}-{n:05d}.tar", g)
              for n, g in enumerate(groups(todo, job.pack_bytes), 1)]
-    new = _pack_checked(job, top, tasks, attempt)
+    new = _pack_checked(job, top, tasks, attempt, {f["path"]: f["size"] for f in listing})
     for p in new:
         known.update({f["path"]: f for f in p["files"]})
     entries = _entries(job, listing, known)
@@ -184,15 +188,16 @@ def stage(job: PackJob) -> dict:
             "leftovers_removed": removed, **write_manifest(job, entries, packs + new)}
 
 
-def _pack_checked(job: PackJob, top: str, tasks: list, attempt: int) -> list[dict]:
+def _pack_checked(job: PackJob, top: str, tasks: list, attempt: int, sizes: dict[str, int]) -> list[dict]:
+    """`sizes`: the source listing, path -> size (a failed file is named by its place in it)."""
     errors, failures, new = _pack_all(job, top, tasks, attempt)
     if errors:
         raise StepFailed(f"{errors[0]}{f' (and {len(errors) - 1} more)' if len(errors) > 1 else ''}; a rerun"
                          " packs only the files no finished pack holds")
     if failures and not job.live:
         first = failures[0]
-        raise StepFailed(f"document {first['path']}: {first['reason']} while it was packed ({len(failures)} in all);"
-                         " is the source frozen?")
+        raise StepFailed(f"{names.Listing(names.SOURCE, sizes).name(first['path'])}: {first['reason']} while it was"
+                         f" packed ({len(failures)} in all); is the source frozen?")
     return new
 
 
@@ -202,8 +207,9 @@ def _entries(job: PackJob, listing: list[dict], known: dict[str, dict]) -> list[
     listed = {f["path"]: f for f in listing}
     moved = sorted(p for p in listed if p in known and changed(known[p], listed[p]))
     if moved and not job.live:
-        raise StepFailed(f"document {moved[0]}: changed while the archive was staged ({len(moved)} in all);"
-                         " is the source frozen?")
+        sizes = {p: f["size"] for p, f in listed.items()}
+        raise StepFailed(f"{names.Listing(names.SOURCE, sizes).name(moved[0])}: changed while the archive was staged"
+                         f" ({len(moved)} in all); is the source frozen?")
     return [known[p] for p in sorted(listed) if p in known and not changed(known[p], listed[p])]
 
 
@@ -449,8 +455,8 @@ def restore(job: RestoreJob, manifest: dict, previous: list[dict]) -> dict:
     found = survey(job, files, previous)
     if found.conflicts:
         raise StepFailed(f"{len(found.conflicts)} document(s) at {job.host}:{job.path} differ from the staged ones"
-                         f" (first: {found.conflicts[0]}); a restore never replaces a file it did not write: move"
-                         " them away, then run again")
+                         f" (first: {names.in_manifest(files, found.conflicts[0])}); a restore never replaces a file"
+                         " it did not write: move them away, then run again")
     if found.todo or found.set_aside:
         record_intent(job, found)  # before the first directory, file or move
     if found.set_aside:

@@ -7,6 +7,7 @@ business totals, legal evidence), then every document archive, into one Report.
 from __future__ import annotations
 
 import functools
+import hashlib
 import time
 
 from migrate.adapters import cloud
@@ -199,24 +200,37 @@ def verify_archive(inv: Inventory, s3, run: layout.RunLayout | None, system: str
         key = f"{prefix}/manifest-delta.json"  # the warm wave's second pass: the archive as it is now
     if key not in objects:
         section, diffs = documents.missing_manifest(system, key)
-    elif (manifest := documents.parse_manifest(b"".join(cloud.iter_object(s3(), bucket, key)))).get("layout") == "packed":
-        section, diffs = _verify_packed(inv, s3, system, depth, manifest, objects, report)
-    else:
-        present = [f["key"] for f in manifest.get("files", []) if f["key"] in objects]
-        hashes = None if depth != "full" else probes.objects_sha256(s3(), bucket, present)
-        archive = inv.spec.systems[system].archive
-        on_source = probes.archive_listing(inv, archive.host, archive.path)
-        section, diffs = documents.compare(system, manifest, objects, hashes, on_source)
-        app = inv.spec.systems[system].app
-        if archive.target_path and app:
-            report.sections.append(section)
-            report.add(diffs)
-            paths = [f["path"] for f in manifest.get("files", [])] if depth == "full" else None
-            sizes, on_host = probes.restored_archive(inv, app.target_host, archive.target_path, paths)
-            section, diffs = documents.compare_restored(system, manifest, sizes, on_host if paths else None,
-                                                        f"{app.target_host}:{archive.target_path}")
+        report.sections.append(section)
+        report.add(diffs)
+        return
+    body = b"".join(cloud.iter_object(s3(), bucket, key))
+    manifest = documents.parse_manifest(body)
+    first = len(report.sections)
+    check = _verify_packed if manifest.get("layout") == "packed" else _verify_objects
+    section, diffs = check(inv, s3, system, depth, manifest, objects, report)
     report.sections.append(section)
     report.add(diffs)
+    for s in report.sections[first:]:  # differences name documents by their index in it: --show-paths reads it
+        s.facts.update({"manifest": key, "manifest_sha256": hashlib.sha256(body).hexdigest()})
+
+
+def _verify_objects(inv: Inventory, s3, system: str, depth: str, manifest: dict, objects: dict,
+                    report: Report) -> tuple[Section, list]:
+    """One object per document: each object by size (and its SHA-256 at full depth), the source
+    listed on its host, the target tree walked and (at full depth) hashed on its host."""
+    present = [f["key"] for f in manifest.get("files", []) if f["key"] in objects]
+    hashes = None if depth != "full" else probes.objects_sha256(s3(), inv.spec.storage.bucket, present)
+    archive, app = inv.spec.systems[system].archive, inv.spec.systems[system].app
+    on_source = probes.archive_listing(inv, archive.host, archive.path)
+    section, diffs = documents.compare(system, manifest, objects, hashes, on_source)
+    if not (archive.target_path and app):
+        return section, diffs
+    report.sections.append(section)
+    report.add(diffs)
+    paths = [f["path"] for f in manifest.get("files", [])] if depth == "full" else None
+    sizes, on_host = probes.restored_archive(inv, app.target_host, archive.target_path, paths)
+    return documents.compare_restored(system, manifest, sizes, on_host if paths else None,
+                                      f"{app.target_host}:{archive.target_path}")
 
 
 def _verify_packed(inv: Inventory, s3, system: str, depth: str, manifest: dict, objects: dict,

@@ -296,10 +296,12 @@ def test_verification_by_manifest_names_a_missing_an_extra_and_an_altered_file(a
     os.utime(altered, ns=(st.st_atime_ns, st.st_mtime_ns))
     on_host = probes.archive_scan(inv, "tgt-app", TARGET, with_hash=True)
     _, diffs = documents.compare_restored_packed("personnel", manifest, on_host, "tgt-app", True)
-    assert {(d.object, d.problem) for d in diffs} == {
-        ("zz-packed/sub dir/vuoto.pdf", "missing_on_target_host"),
-        ("zz-packed/intruso.pdf", "extra_on_target_host"),
-        ("zz-packed/sub dir/big scan.tiff", "altered_on_target_host")}
+    index = {f["path"]: i for i, f in enumerate(manifest["files"])}  # named by manifest index, never by path
+    assert {(d.object, d.problem, d.key.get("document", d.key.get("file"))) for d in diffs} == {
+        ("manifest", "missing_on_target_host", index["zz-packed/sub dir/vuoto.pdf"]),
+        ("target host listing", "extra_on_target_host", sorted(on_host).index("zz-packed/intruso.pdf")),
+        ("manifest", "altered_on_target_host", index["zz-packed/sub dir/big scan.tiff"])}
+    assert "zz-packed" not in json.dumps([d.to_json() for d in diffs])
 
     # A flipped byte in a staged pack: named at full depth, by the pack's own SHA-256.
     victim = manifest["packs"][0]

@@ -259,9 +259,9 @@ def test_a_pack_altered_in_the_bucket_then_missing(waved):
     assert found(gone) == {("documents", "personnel", pack["key"], "missing_in_bucket", (), ())}
 
 
-def test_restored_document_altered_and_one_missing_on_the_target_host(waved):
-    files = manifest()[1]["files"]
-    altered, missing = files[2], files[3]
+@contextmanager
+def damaged_documents(altered: dict, missing: dict):
+    """On the target host: one restored document with a byte flipped (same size), one removed."""
     top = lab.host_root("tgt-app") / "srv" / "personale" / "documents"
     paths = {f["path"]: top / f["path"] for f in (altered, missing)}
     original = {p: (path.read_bytes(), path.stat()) for p, path in paths.items()}
@@ -270,16 +270,55 @@ def test_restored_document_altered_and_one_missing_on_the_target_host(waved):
     paths[altered["path"]].write_bytes(bytes(flipped))
     paths[missing["path"]].unlink()
     try:
-        data = verify()
-        sizes_only = verify(depth="checksums")
+        yield
     finally:
         for p, (body, st) in original.items():
             paths[p].write_bytes(body)
             os.chmod(paths[p], st.st_mode & 0o7777)
             os.utime(paths[p], ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert found(data) == {("documents", "personnel", altered["path"], "altered_on_target_host", (), ()),
-                           ("documents", "personnel", missing["path"], "missing_on_target_host", (), ())}
+
+
+def named(index: int, f: dict) -> tuple:
+    return ("document", index), ("sha256", f["sha256"][:16])
+
+
+def test_restored_document_altered_and_one_missing_on_the_target_host(waved):
+    files = manifest()[1]["files"]
+    altered, missing = files[2], files[3]
+    with damaged_documents(altered, missing):
+        data = verify()
+        sizes_only = verify(depth="checksums")
+    assert found(data) == {("documents", "personnel", "manifest", "altered_on_target_host", named(2, altered), ()),
+                           ("documents", "personnel", "manifest", "missing_on_target_host", named(3, missing), ())}
     assert found(sizes_only) == found(data), "the host hashes at checksums depth too (nothing crosses)"
+    assert verify()["status"] == "passed"
+
+
+def test_document_paths_reach_no_file_and_are_shown_only_when_asked(waved):
+    """A path names the employee (their folder) and the kind of document: journal, state dir
+    and report name the document by manifest index and hash; --show-paths prints the path."""
+    files = manifest()[1]["files"]
+    altered, missing = files[2], files[3]
+    with damaged_documents(altered, missing):
+        plain = lab.migrate("verify", "wave-1")
+        asked = lab.migrate("verify", "wave-1", "--show-paths")
+        reported = lab.migrate("report", "wave-1", "--show-paths")
+        as_json = lab.migrate("--json", "report", "wave-1", "--show-paths")
+    assert (plain.returncode, asked.returncode, reported.returncode) == (1, 1, 1), asked.stdout + asked.stderr
+    parts = {part for f in (altered, missing) for part in f["path"].split("/")[1:]}  # employee folder, file name
+    assert any(part.startswith("E0") for part in parts)
+    state = lab.INVENTORY / ".state"
+    written = [p for p in state.rglob("*") if p.is_file()]
+    assert layout.journal_path(state) in written and any(p.suffix == ".json" for p in (state / "reports").iterdir())
+    hits = [(str(p), part) for p in written for part in parts if part.encode() in p.read_bytes()]
+    hits += [("stdout/stderr", part) for part in parts if part in plain.stdout + plain.stderr + asked.stderr]
+    assert hits == []
+    for out in (asked.stdout, reported.stdout):
+        assert f"manifest document=3 sha256={missing['sha256'][:16]}: missing_on_target_host: {missing['path']}" in out
+        assert f"altered_on_target_host: {altered['path']}" in out
+    shown = json.loads(as_json.stdout.splitlines()[-1])["paths"]
+    assert {(p["problem"], p["path"]) for p in shown} == {("missing_on_target_host", missing["path"]),
+                                                          ("altered_on_target_host", altered["path"])}
     assert verify()["status"] == "passed"
 
 

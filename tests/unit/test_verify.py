@@ -6,6 +6,7 @@ import json
 import pytest
 from psycopg import sql
 
+from migrate.model import document_names as names
 from migrate.transfer.catalog import Table
 from migrate.verify import business, documents, evidence, report, rows, schema
 from migrate.verify.model import Difference, Report, Section, TableResult
@@ -117,9 +118,11 @@ def test_documents_missing_altered_extra_and_unstaged():
     objects = {"pre/files/a.pdf": 3, "pre/files/c.pdf": 5, "pre/files/x.pdf": 1, "pre/manifest.json": 9}
     hashes = {"pre/files/a.pdf": "h1", "pre/files/c.pdf": "other"}
     section, found = documents.compare("personnel", m, objects, hashes, {"a.pdf": 3, "b.pdf": 4, "c.pdf": 5, "d.pdf": 1})
-    assert [(d.object, d.problem) for d in found] == [
-        ("b.pdf", "missing_in_bucket"), ("c.pdf", "altered_in_bucket"), ("pre/files/x.pdf", "extra_in_bucket"),
-        ("d.pdf", "not_staged")]
+    assert [(d.object, d.problem, d.key) for d in found] == [
+        (names.MANIFEST, "missing_in_bucket", {"document": 1, "sha256": "h2"}),
+        (names.MANIFEST, "altered_in_bucket", {"document": 2, "sha256": "h3"}),
+        (names.BUCKET, "extra_in_bucket", {"file": 2, "of": 4, "size": 1}),   # 3rd key of the bucket's listing
+        (names.SOURCE, "not_staged", {"file": 3, "of": 4, "size": 1})]        # 4th file of the source's
     assert section.status == "differs" and section.facts["files"] == 3
 
 
@@ -202,14 +205,15 @@ PACKED = {"layout": "packed", "packs": [{"key": "p1", "size": 5120, "sha256": "P
           "files": [_doc("a.pdf"), _doc("b.pdf"), _doc("c.pdf")]}
 
 
-def test_packed_documents_against_the_source_name_each_path_and_problem():
+def test_packed_documents_against_the_source_name_each_document_and_problem():
 
     on_source = {"a.pdf": _doc("a.pdf"), "b.pdf": _doc("b.pdf", mtime=2), "new.pdf": _doc("new.pdf")}
     section, diffs = documents.compare_packed("personnel", PACKED, {"p1": 5120}, {"p1": "P"}, on_source)
     assert section.status == "differs"
-    assert {(d.object, d.problem) for d in diffs} == {("new.pdf", "not_staged"),
-                                                      ("c.pdf", "gone_from_source_since_staging"),
-                                                      ("b.pdf", "changed_on_source_since_staging")}
+    assert [(d.object, d.problem, d.key) for d in diffs] == [
+        (names.SOURCE, "not_staged", {"file": 2, "of": 3, "size": 10, "sha256": "a"}),
+        (names.MANIFEST, "changed_on_source_since_staging", {"document": 1, "sha256": "a"}),
+        (names.MANIFEST, "gone_from_source_since_staging", {"document": 2, "sha256": "a"})]
     _, diffs = documents.compare_packed("personnel", PACKED, {}, None, None)
     assert [(d.object, d.problem, d.detail) for d in diffs] == [("p1", "missing_in_bucket", "pack of 3 document(s)")]
 
@@ -218,7 +222,96 @@ def test_packed_documents_on_the_target_host_name_missing_extra_altered_and_meta
 
     on_host = {"a.pdf": _doc("a.pdf", sha="x"), "b.pdf": _doc("b.pdf", mode=0o644), "z.pdf": _doc("z.pdf")}
     _, diffs = documents.compare_restored_packed("personnel", PACKED, on_host, "tgt-app:/docs", True)
-    assert {(d.object, d.problem) for d in diffs} == {("a.pdf", "altered_on_target_host"),
-                                                      ("b.pdf", "metadata_differs_on_target_host"),
-                                                      ("c.pdf", "missing_on_target_host"),
-                                                      ("z.pdf", "extra_on_target_host")}
+    assert [(d.object, d.problem, d.key) for d in diffs] == [
+        (names.MANIFEST, "altered_on_target_host", {"document": 0, "sha256": "a"}),
+        (names.MANIFEST, "metadata_differs_on_target_host", {"document": 1, "sha256": "a"}),
+        (names.MANIFEST, "missing_on_target_host", {"document": 2, "sha256": "a"}),
+        (names.TARGET, "extra_on_target_host", {"file": 2, "of": 3, "size": 10, "sha256": "a"})]
+
+
+# --- documents are named by manifest index and hash, never by path ---------------------------
+
+EMPLOYEE = "E004217"  # a folder per employee: the path names a person and the kind of document
+SENSITIVE = [f"{EMPLOYEE}/idoneita-medica-2023.pdf", f"{EMPLOYEE}/legge-104-domanda.pdf", f"{EMPLOYEE}/contratto.pdf"]
+
+
+def _sensitive_report() -> tuple[Report, dict, dict]:
+    manifest = {"layout": "packed", "packs": [{"key": "run/docs/personnel/packs/base-001-00001.tar", "size": 5120,
+                                               "sha256": "P"}],
+                "files": [_doc(p, sha=f"{i}" * 64) for i, p in enumerate(sorted(SENSITIVE))]}
+    on_source = {p: _doc(p, sha=f"{i}" * 64) for i, p in enumerate(sorted(SENSITIVE))}
+    on_source[f"{EMPLOYEE}/disciplinare-2024.pdf"] = _doc(f"{EMPLOYEE}/disciplinare-2024.pdf", sha="9" * 64)
+    on_host = {p: dict(e) for p, e in on_source.items()}
+    _, medical, law_104 = sorted(SENSITIVE)
+    del on_host[medical]                                     # missing
+    on_host[law_104]["sha256"] = "f" * 64                    # altered
+    r = Report("wave-1", "run-1", "full", "2025-01-01T00:00:00Z")
+    for section, diffs in (documents.compare_packed("personnel", manifest, {manifest["packs"][0]["key"]: 5120},
+                                                    {manifest["packs"][0]["key"]: "P"}, on_source),
+                           documents.compare_restored_packed("personnel", manifest, on_host, "tgt-app:/docs", True)):
+        section.facts.update({"manifest": "run/docs/personnel/manifest.json", "manifest_sha256": "m" * 64})
+        r.sections.append(section)
+        r.add(diffs)
+    return r, manifest, on_host
+
+
+def test_a_packed_archive_with_missing_altered_and_extra_documents_names_no_path():
+    r, _, _ = _sensitive_report()
+    assert sorted(d.problem for d in r.differences) == ["altered_on_target_host", "extra_on_target_host",
+                                                        "missing_on_target_host", "not_staged"]
+    data = json.loads(json.dumps(r.to_json()))
+    for written in (json.dumps(data), report.text(data)):
+        assert EMPLOYEE not in written and "idoneita" not in written and "disciplinare" not in written
+    missing = next(d for d in data["differences"] if d["problem"] == "missing_on_target_host")
+    assert (missing["object"], missing["key"]) == (names.MANIFEST, {"document": 1, "sha256": "1" * 16})
+    assert "personnel manifest document=1 sha256=1111111111111111: missing_on_target_host" in report.text(data)
+
+
+def test_show_paths_resolves_documents_from_the_manifest_and_files_from_the_listing_again():
+    from migrate.verify import paths
+
+    r, manifest, on_host = _sensitive_report()
+    listings = {names.SOURCE: {p: 10 for p in [*SENSITIVE, f"{EMPLOYEE}/disciplinare-2024.pdf"]},
+                names.TARGET: {p: e["size"] for p, e in on_host.items()}}
+
+    class Canned(paths.Lookup):
+        def __init__(self, data, listing):
+            super().__init__(None, data)
+            self.manifest = lambda system: manifest["files"]
+            self.listing = lambda system, where: listing[where]
+
+    data = json.loads(json.dumps(r.to_json()))
+    lookup = Canned(data, listings)
+    shown = {d["problem"]: lookup.path(d) for d in data["differences"]}
+    assert shown == {"missing_on_target_host": sorted(SENSITIVE)[1], "altered_on_target_host": sorted(SENSITIVE)[2],
+                     "extra_on_target_host": f"{EMPLOYEE}/disciplinare-2024.pdf",
+                     "not_staged": f"{EMPLOYEE}/disciplinare-2024.pdf"}
+    listings[names.TARGET][f"{EMPLOYEE}/aaa-new.pdf"] = 1  # the listing moved on: no guessing
+    assert Canned(data, listings).path(next(d for d in data["differences"] if d["problem"] == "extra_on_target_host")
+                                       ) == paths.MOVED
+    other = dict(manifest, files=[dict(f, sha256="e" * 64) for f in manifest["files"]])
+    lookup.manifest = lambda system: other["files"]  # a manifest that is not the one verified
+    assert lookup.path(next(d for d in data["differences"] if d["problem"] == "missing_on_target_host")) == paths.CHANGED
+
+
+def test_messages_name_a_document_by_index_and_hash_and_a_new_file_by_its_place():
+    files = [{"path": p, "sha256": f"{i}" * 64} for i, p in enumerate(SENSITIVE)]
+    assert names.in_manifest(files, SENSITIVE[1]) == "document #1 (sha256 1111111111111111…)"
+    listing = names.Listing(names.SOURCE, {p: 2345 for p in SENSITIVE})
+    assert listing.name(SENSITIVE[0]) == "file #1 of the source listing (2,345 bytes)"
+    assert names.without(f"upload of pre/files/{SENSITIVE[0]} failed (SlowDown)", f"pre/files/{SENSITIVE[0]}",
+                         "its object") == "upload of its object failed (SlowDown)"
+
+
+def test_a_file_changed_while_staged_is_named_by_its_place_in_the_listing():
+    from types import SimpleNamespace
+
+    from migrate.errors import StepFailed
+    from migrate.transfer import packed
+
+    listing = [_doc(p, mtime=2) for p in SENSITIVE]
+    known = {p: _doc(p) for p in SENSITIVE}
+    with pytest.raises(StepFailed) as caught:
+        packed._entries(SimpleNamespace(live=False), listing, known)
+    assert str(caught.value).startswith("file #0 of the source listing (10 bytes): changed while the archive was staged")
+    assert EMPLOYEE not in str(caught.value)
