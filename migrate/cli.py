@@ -298,31 +298,57 @@ def unlock(o: Options, wave: str, force: bool) -> None:
     out.print(commands.unlock(o.inventory(), wave, force=force))
 
 
+show_paths_option = click.option(
+    "--show-paths", is_flag=True, help="Also print the path of each document the report names (it names them by"
+    " manifest index and SHA-256: paths can name people); printed here only, never written to a file.")
+
+
+def _with_paths(inv: config.Inventory, data: dict, show: bool) -> dict:
+    """The report with the paths of its documents, for this terminal only (migrate.verify.paths)."""
+    if not show:
+        return data
+    from migrate.verify import paths
+    return {**data, "paths": [{"system": d["database"], "object": d["object"], "key": d["key"],
+                               "problem": d["problem"], "path": path} for d, path in paths.resolve(inv, data)]}
+
+
+def _paths_text(shown: list[dict]) -> str:
+    lines = ["paths (--show-paths: on this terminal only, written nowhere):"]
+    for p in shown:
+        key = " ".join(f"{k}={v}" for k, v in p["key"].items())
+        lines.append(f"  {p['system']} {p['object']} {key}: {p['problem']}: {p['path']}")
+    return "\n".join(lines)
+
+
 @cli.command(epilog=EXIT_CODES)
 @click.argument("wave")
 @click.option("--depth", type=click.Choice(["counts", "checksums", "full"]), default="full", show_default=True,
               help="counts: row counts; checksums: segment checksums bisected to keys, evidence digests;"
                    " full: also document bytes re-hashed.")
+@show_paths_option
 @json_option
 @click.pass_obj
-def verify(o: Options, wave: str, depth: str) -> None:
+def verify(o: Options, wave: str, depth: str, show_paths: bool) -> None:
     """Compare WAVE's target with its source; exit 1 on any difference."""
     from migrate.errors import VerificationFailed
     from migrate.verify import report as reports
-    data = commands.verify(o.inventory(), wave, bus=o.bus(), depth=depth)
+    inv = o.inventory()
+    data = _with_paths(inv, commands.verify(inv, wave, bus=o.bus(), depth=depth), show_paths)
     _print_report(o, data, reports,
                   VerificationFailed(f"{data['summary']['differences']} difference(s); `migrate report {wave}` shows them"))
 
 
 @cli.command(epilog=EXIT_CODES)
 @click.argument("wave")
+@show_paths_option
 @json_option
 @click.pass_obj
-def report(o: Options, wave: str) -> None:
+def report(o: Options, wave: str, show_paths: bool) -> None:
     """Print the last verification of WAVE; exit 1 if it found differences."""
     from migrate.errors import VerificationFailed
     from migrate.verify import report as reports
-    data = commands.report(o.inventory(), wave)
+    inv = o.inventory()
+    data = _with_paths(inv, commands.report(inv, wave), show_paths)
     _print_report(o, data, reports, VerificationFailed(f"the last verification of {wave} found"
                                                         f" {data['summary']['differences']} difference(s)"))
 
@@ -393,6 +419,8 @@ def _print_report(o: Options, data: dict, reports, failed: MigrateError) -> None
             f = data["freeze"]
             click.echo(f"freeze: {f['seconds']:.1f}s from maintenance on to the entry point on the target ("
                        + ", ".join(f"{p['step']} {p['seconds']:.1f}s" for p in f["phases"]) + ")")
+        if data.get("paths"):
+            click.echo(_paths_text(data["paths"]))
         if data["status"] != "passed":
             raise failed
 
