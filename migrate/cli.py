@@ -213,11 +213,18 @@ def sync(o: Options, wave: str, dry_run: bool, yes: bool, accept_warnings: bool,
 @click.argument("wave")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--limit", metavar="SYSTEM", help="Roll back the run made with `run --limit SYSTEM`.")
+@click.option("--forensic-override", metavar="REASON",
+              help="FOR FORENSICS ONLY: roll back although the journal's chain is broken. REASON, who and the"
+                   " breakage are journalled first (chain_override); undos that are not in the journalled plan"
+                   " are still refused.")
 @json_option
 @click.pass_obj
-def rollback(o: Options, wave: str, yes: bool, limit: str | None) -> None:
+def rollback(o: Options, wave: str, yes: bool, limit: str | None, forensic_override: str | None) -> None:
     """Undo the completed steps of WAVE's last run, newest first."""
-    outcome = commands.rollback(o.inventory(), wave, bus=o.bus(), confirm=confirm_with(yes), limit=limit)
+    if forensic_override is not None and not forensic_override.strip():
+        raise click.UsageError("--forensic-override needs the reason")
+    outcome = commands.rollback(o.inventory(), wave, bus=o.bus(), confirm=confirm_with(yes), limit=limit,
+                                forensic_override=forensic_override)
     _finish(o, outcome)
 
 

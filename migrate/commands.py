@@ -191,14 +191,16 @@ def run(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm, dry_run
         return _run(inv, wave, key, j, bus, confirm, wave_plan, resumed, stale, approved_by, hold=warm)
 
 
-def _require_chain(j: Journal) -> None:
+def _require_chain(j: Journal, *, override: str | None = None) -> str | None:
     """A run or a rollback acts on what the journal says (the undo of each effect): never on a
-    journal whose chain is broken."""
+    journal whose chain is broken, unless a rollback is given a forensic override (its reason);
+    then the breakage is returned for the caller to journal before it acts."""
     broken = j.verify_chain()
-    if broken:
+    if broken and not override:
         raise MigrateError(f"journal {j.path}: {broken}; refusing to act on it (run, sync and rollback read their"
                            " undos from it). Keep the file for forensics and compare it with a copy or with the"
                            " evidence of the wave")
+    return broken
 
 
 def _completed(key: str, wave: str, view: state.RunView, dry_run: bool) -> WaveOutcome:
@@ -318,12 +320,15 @@ def _describe(wave_plan: WavePlan) -> str:
 
 
 def rollback(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm,
-             limit: str | None = None) -> WaveOutcome:
+             limit: str | None = None, forensic_override: str | None = None) -> WaveOutcome:
+    """`forensic_override`: for forensics only, the reason to roll back although the journal's
+    chain is broken; journalled (`chain_override`) before anything else. Effects that are not
+    actions of the journalled plan are refused all the same."""
     full = inv
     inv, key = scope.scoped(inv, wave, limit)
     j = journal(inv)
     with lock.wave_lock(inv.state_dir, wave, "rollback") as stale:
-        _require_chain(j)
+        broken = _require_chain(j, override=forensic_override)
         view = state.latest(j.records(wave=key))
         if view is None or view.status == "rolled_back":
             return WaveOutcome(key, "nothing", f"{key}: nothing to roll back")
@@ -331,10 +336,14 @@ def rollback(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm,
             raise MigrateError(f"{key}: run {view.run_id} was finalized: its way back and its staged copies are gone,"
                                " a rollback is impossible (restore from backups, or plan a wave back)")
         scope.check_rollback(full, j, wave, key)
+        if broken:
+            j.append(view.run_id, key, "chain_override", {"operator": operator(), "reason": forensic_override,
+                                                          "breakage": broken})
         _require_planned(view)
         db.check_passfiles(inv, wave)
         effects = view.pending_undo()
-        text = "\n".join([f"roll back {key}, run {view.run_id} ({len(effects)} effects to undo, newest first):"]
+        warn = [f"JOURNAL CHAIN BROKEN ({broken}): rolling back anyway for forensics, reason journalled"] if broken else []
+        text = "\n".join(warn + [f"roll back {key}, run {view.run_id} ({len(effects)} effects to undo, newest first):"]
                          + [f"  {step}: {_undo_line(a)}" for _, step, a in effects])
         if not confirm(text):
             return WaveOutcome(key, "cancelled", "cancelled; nothing was changed")
