@@ -75,6 +75,7 @@ def up(lab_dir: Path | str, *, ports: LabPorts | None = None, employees: int = 4
             write_state(paths, state)  # from now on the directory is recognisably a lab
         before = json.dumps(state, sort_keys=True, default=str)
         ports = resolve_ports(state, wanted)  # records the ports of services added since
+        _stop_unanswering(paths, state, ports)
         pending = supervisor.not_running(paths, state, ports)
         supervisor.require_free_ports(pending)
         prepare.build_files(paths, ports)
@@ -83,6 +84,17 @@ def up(lab_dir: Path | str, *, ports: LabPorts | None = None, employees: int = 4
         if json.dumps(state, sort_keys=True, default=str) != before:
             write_state(paths, state)
     return status(paths.root)
+
+
+def _stop_unanswering(paths: LabPaths, state: dict, ports: LabPorts) -> None:
+    """A server whose process runs but does not answer (the S3 endpoint right after it died, a
+    hung sshd) is stopped here, so that `up` starts it again like any other that is down."""
+    for svc, pid in supervisor.unanswering(paths, state, ports):
+        log.warning("%s (pid %s) runs but does not answer on port %s: restarting it", svc.name, pid, svc.port)
+        supervisor.stop(paths, svc, pid)
+        supervisor.wait_ports_free(svc)
+        state["pids"][svc.name] = None
+        write_state(paths, state)
 
 
 def _start_and_seed(paths: LabPaths, state: dict, ports: LabPorts, pending: list[Service], *,

@@ -4,6 +4,7 @@ public zone), and the random S3 credentials in secrets/s3.ini."""
 from __future__ import annotations
 
 import configparser
+import functools
 import os
 import secrets
 import sys
@@ -23,6 +24,20 @@ DNS_ZONE = "comune.lab."
 DNS_RECORDS = tuple(f"{service}.{DNS_ZONE}" for service in APP_SERVICES)
 DNS_SOURCE = f"src-app.{DNS_ZONE}"
 DNS_TTL = 60
+
+
+def endpoint_errors(fn):
+    """The endpoint not answering (refused, reset, timed out) is a LabError of one line naming
+    it, not botocore's exception: `up` restarts an endpoint that stops answering."""
+    @functools.wraps(fn)
+    def call(paths: LabPaths, port: int, *args, **kwargs):
+        from botocore.exceptions import ConnectionError, HTTPClientError
+        try:
+            return fn(paths, port, *args, **kwargs)
+        except (ConnectionError, HTTPClientError) as exc:
+            raise LabError(f"the S3 endpoint http://{HOST}:{port} does not answer ({type(exc).__name__});"
+                           f" `migrate lab up` restarts it (log: {paths.s3_dir / 'moto.log'})") from None
+    return call
 
 
 def moto_binary() -> Path:
@@ -76,6 +91,7 @@ def _s3_client(paths: LabPaths, port: int):
     return _aws_client(paths, port, "s3")
 
 
+@endpoint_errors
 def ensure_bucket(paths: LabPaths, port: int) -> None:
     # moto keeps everything in memory: after a restart the bucket is gone, so (re)create it.
     client = _s3_client(paths, port)
@@ -93,6 +109,7 @@ def ensure_bucket(paths: LabPaths, port: int) -> None:
         "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
 
 
+@endpoint_errors
 def empty_bucket(paths: LabPaths, port: int) -> None:
     client = _s3_client(paths, port)
     paginator = client.get_paginator("list_object_versions")
@@ -130,6 +147,7 @@ def _initial_changes(client, zone_id: str) -> list[dict]:
     return changes
 
 
+@endpoint_errors
 def reset_dns(paths: LabPaths, port: int, *, only_if_new: bool = False) -> None:
     """The zone with its initial records; with only_if_new, leave an existing zone alone.
 
@@ -149,6 +167,7 @@ def reset_dns(paths: LabPaths, port: int, *, only_if_new: bool = False) -> None:
         "Comment": "lab initial state", "Changes": _initial_changes(client, zone_id)})
 
 
+@endpoint_errors
 def dns_status(paths: LabPaths, port: int, s3_up: bool) -> dict:
     result = {"zone": DNS_ZONE, "zone_id": None, "records": {}}
     if not s3_up:

@@ -87,6 +87,29 @@ def not_running(paths: LabPaths, state: dict, ports: LabPorts) -> list[Service]:
     return [svc for svc in lab_services(ports) if running_pid(paths, state, svc) is None]
 
 
+UNANSWERED_GRACE = 5.0  # seconds a running server may take to answer (or to finish stopping)
+
+
+def unanswering(paths: LabPaths, state: dict, ports: LabPorts,
+                grace: float = UNANSWERED_GRACE) -> list[tuple[Service, int]]:
+    """Servers of ours (not the clusters: pg_ctl knows their state) whose process runs but whose
+    port does not answer within `grace`: one that just died or hangs, which `up` restarts."""
+    suspects = [(svc, pid) for svc in lab_services(ports) if svc.kind != "postgres"
+                and (pid := running_pid(paths, state, svc)) is not None and not probe(svc)]
+    deadline = time.monotonic() + grace
+    while suspects and time.monotonic() < deadline:
+        time.sleep(0.2)
+        suspects = [(svc, pid) for svc, pid in suspects if pid_is(pid, identity_of(paths, svc)) and not probe(svc)]
+    return [(svc, pid) for svc, pid in suspects if pid_is(pid, identity_of(paths, svc))]
+
+
+def wait_ports_free(svc: Service, timeout: float = STOP_TIMEOUT) -> None:
+    """A killed server's sockets close a moment after its command line is gone."""
+    deadline = time.monotonic() + timeout
+    while not all(port_is_free(port) for port in svc.ports) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def require_free_ports(pending: list[Service]) -> None:
     for svc in pending:
         for port in svc.ports:
