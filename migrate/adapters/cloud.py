@@ -195,6 +195,18 @@ class StreamUpload:
             self.abort()
 
 
+MISSING = ("NoSuchKey", "404", "NotFound")
+
+
+def missing_staged(bucket: str, key: str, code: str) -> str:
+    """A staged object that is gone. The journal says it was staged, so the bucket lost it (an
+    endpoint that keeps objects in memory and restarted, like the lab's moto): a resume cannot
+    get past it, a rollback and a new run can."""
+    return (f"staged object s3://{bucket}/{key} is missing ({code}): the bucket lost what this run staged (an"
+            " endpoint that restarted without its objects?); a resume cannot get past it: roll back the wave"
+            " and run it again, which stages it anew")
+
+
 def iter_object(s3, bucket: str, key: str, *, start: int = 0) -> Iterator[bytes]:
     """The object's bytes in blocks. A connection that breaks mid-body is reopened from the
     byte it broke at (botocore retries requests, not the reading of a body)."""
@@ -210,6 +222,8 @@ def iter_object(s3, bucket: str, key: str, *, start: int = 0) -> Iterator[bytes]
         except ClientError as exc:
             if _code(exc) == "InvalidRange":
                 return  # an empty object, or nothing left after a break at its very end
+            if _code(exc) in MISSING:
+                raise StepFailed(missing_staged(bucket, key, _code(exc))) from None
             raise StepFailed(f"download of {key} failed: {_code(exc)}") from None
         except (BotoCoreError, urllib3.exceptions.HTTPError, OSError) as exc:
             attempt += 1
@@ -359,6 +373,8 @@ def object_size(s3, bucket: str, key: str) -> int:
     try:
         return s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
     except ClientError as exc:
+        if _code(exc) in MISSING:
+            raise StepFailed(missing_staged(bucket, key, _code(exc))) from None
         raise StepFailed(f"s3://{bucket}/{key}: not readable ({_code(exc)})") from None
 
 

@@ -87,8 +87,8 @@ def up(lab_dir: Path | str, *, ports: LabPorts | None = None, employees: int = 4
 
 
 def _stop_unanswering(paths: LabPaths, state: dict, ports: LabPorts) -> None:
-    """A server whose process runs but does not answer (the S3 endpoint right after it died, a
-    hung sshd) is stopped here, so that `up` starts it again like any other that is down."""
+    """The S3 endpoint when its process runs but does not answer (right after it died, or hung)
+    is stopped here, so that `up` starts it again like any other service that is down."""
     for svc, pid in supervisor.unanswering(paths, state, ports):
         log.warning("%s (pid %s) runs but does not answer on port %s: restarting it", svc.name, pid, svc.port)
         supervisor.stop(paths, svc, pid)

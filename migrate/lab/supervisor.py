@@ -92,9 +92,10 @@ UNANSWERED_GRACE = 5.0  # seconds a running server may take to answer (or to fin
 
 def unanswering(paths: LabPaths, state: dict, ports: LabPorts,
                 grace: float = UNANSWERED_GRACE) -> list[tuple[Service, int]]:
-    """Servers of ours (not the clusters: pg_ctl knows their state) whose process runs but whose
-    port does not answer within `grace`: one that just died or hangs, which `up` restarts."""
-    suspects = [(svc, pid) for svc in lab_services(ports) if svc.kind != "postgres"
+    """The S3 endpoint when its process runs but its port does not answer within `grace`: one
+    that just died or hangs, which `up` restarts. Only moto: it holds no connection of a run in
+    progress that a restart would cut (an sshd does), and its state is lost anyway once it hangs."""
+    suspects = [(svc, pid) for svc in lab_services(ports) if svc.kind == "moto"
                 and (pid := running_pid(paths, state, svc)) is not None and not probe(svc)]
     deadline = time.monotonic() + grace
     while suspects and time.monotonic() < deadline:
@@ -110,8 +111,12 @@ def wait_ports_free(svc: Service, timeout: float = STOP_TIMEOUT) -> None:
         time.sleep(0.05)
 
 
+PORT_GRACE = 3.0  # a server killed a moment ago may still hold its socket
+
+
 def require_free_ports(pending: list[Service]) -> None:
     for svc in pending:
+        wait_ports_free(svc, PORT_GRACE)
         for port in svc.ports:
             if not port_is_free(port):
                 raise LabError(

@@ -50,3 +50,33 @@ def test_a_running_server_with_a_silent_port_is_found(paths):
         impostor.kill()
         impostor.wait()
     assert supervisor.unanswering(paths, state, ports, grace=0.3) == []
+
+
+class Forgetful:
+    """An S3 client whose bucket lost its objects (the lab's moto after a restart)."""
+
+    def get_object(self, **kwargs):
+        from botocore.exceptions import ClientError
+        raise ClientError({"Error": {"Code": "NoSuchKey", "Message": "The specified key does not exist."}}, "GetObject")
+
+    def head_object(self, **kwargs):
+        from botocore.exceptions import ClientError
+        raise ClientError({"Error": {"Code": "404", "Message": "Not Found"}, "ResponseMetadata": {}}, "HeadObject")
+
+
+@pytest.mark.parametrize("read, code", [
+    (lambda s3: list(cloud_adapter().iter_object(s3, "b", "waves/w/r/db/personale/schema.dump")), "NoSuchKey"),
+    (lambda s3: cloud_adapter().object_size(s3, "b", "waves/w/r/db/personale/schema.dump"), "404"),
+])
+def test_a_staged_object_the_bucket_lost_is_one_line_naming_it_and_the_way_out(read, code):
+    from migrate.errors import StepFailed
+    with pytest.raises(StepFailed) as lost:
+        read(Forgetful())
+    message = str(lost.value)
+    assert message.startswith(f"staged object s3://b/waves/w/r/db/personale/schema.dump is missing ({code})")
+    assert "roll back the wave and run it again" in message and "\n" not in message
+
+
+def cloud_adapter():
+    from migrate.adapters import cloud as adapter
+    return adapter
