@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
+CMDLINE_SETTLE = 0.5  # seconds an empty command line of a live process may take to appear
 
 # A clean environment for the servers: the caller's AWS credentials and the like stay out of
 # /proc/PID/environ of processes that do not need them.
@@ -57,12 +58,31 @@ def _cmdline(pid: int) -> str | None:
     return raw.replace(b"\0", b" ").decode(errors="replace").strip()
 
 
+def _state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def _settled_cmdline(pid: int) -> str | None:
+    """The command line, read again for a moment while it is empty but the process is neither
+    gone nor a zombie: right after exec (Popen has returned) and while a killed process exits,
+    the kernel shows an empty one. A server just spawned was otherwise taken for one that died."""
+    args = _cmdline(pid)
+    deadline = time.monotonic() + CMDLINE_SETTLE
+    while args == "" and _state(pid) not in (None, "Z", "X") and time.monotonic() < deadline:
+        time.sleep(0.005)
+        args = _cmdline(pid)
+    return args
+
+
 def pid_is(pid: int | None, identity: list[str]) -> bool:
     """True if `pid` is alive and is the process described by `identity`."""
     if not pid:
         return False
     _reap(pid)
-    args = _cmdline(pid)
+    args = _settled_cmdline(pid)
     if not args:  # gone, or a zombie (empty cmdline)
         return False
     # The trailing space makes "-D /lab/pg/source" not match "-D /lab/pg/source2".

@@ -1,7 +1,9 @@
 """The lab's S3 endpoint when it does not answer (#13 item 7): a one-line LabError, and `up`
 finds a server whose process runs but whose port is silent. No lab."""
 
+import os
 import socket
+import time
 import subprocess
 import sys
 
@@ -80,3 +82,20 @@ def test_a_staged_object_the_bucket_lost_is_one_line_naming_it_and_the_way_out(r
 def cloud_adapter():
     from migrate.adapters import cloud as adapter
     return adapter
+
+
+def test_a_server_just_spawned_is_known_as_ours_at_once_and_a_zombie_is_not():
+    """Right after exec the kernel shows an empty command line for a moment: a server `up` had
+    just started was taken for one that died, and left running unrecorded."""
+    from migrate.lab.processes import pid_is
+    for _ in range(20):
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "lab-server", "-p", "1"])
+        try:
+            assert pid_is(child.pid, ["lab-server", "-p 1"])
+        finally:
+            child.kill()
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # dead, not reaped: a zombie
+        started = time.monotonic()
+        assert not pid_is(child.pid, ["lab-server", "-p 1"]), "killed (a zombie until reaped)"
+        assert time.monotonic() - started < 0.4
+        child.wait()
