@@ -30,6 +30,7 @@ from migrate.adapters import db
 from migrate.config import Inventory
 from migrate.errors import StepFailed
 from migrate.transfer import catalog
+from migrate.transfer import fence as fences
 
 PREFIX = "migrate_sync_"
 POLL_SECONDS = 0.1
@@ -242,12 +243,10 @@ def _state(found: dict) -> str:
 # --- the cutover: fence, wait, sequences, schema ---------------------------------------------
 
 def fence(inv: Inventory, *, server: str, dbname: str) -> str:
-    """No new write on the source database, whoever the writer: new transactions read-only, every
-    client session ended (not only the application's role). Returns the fenced WAL position."""
+    """No new write on the source database, whoever the writer (see `transfer.fence`). Returns the
+    fenced WAL position."""
     with _connect(inv, server, dbname) as conn:
-        conn.execute(sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(sql.Identifier(dbname)))
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
-                     " AND pid <> pg_backend_pid() AND backend_type = 'client backend'")
+        fences.apply(conn, dbname)
         return conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
 
 
@@ -255,7 +254,7 @@ def unfence(inv: Inventory, *, server: str, dbname: str) -> dict:
     if not db.database_exists(inv, server, dbname):
         return {"unfenced": None}
     with _connect(inv, server, dbname) as conn:
-        conn.execute(sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(sql.Identifier(dbname)))
+        fences.lift(conn, dbname)
     return {"unfenced": f"{server}/{dbname}"}
 
 

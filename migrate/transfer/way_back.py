@@ -4,9 +4,9 @@ Set up while the source is frozen and the target is verified equal to it, before
 opens for writes: a publication of every table on the target, a subscription on the source
 without an initial copy. Every write made on the target from then on reaches the source.
 
-Stopping it is the rollback's job, and it must lose nothing: the target is fenced (new
-transactions read-only, client sessions ended), the subscription is waited for until it has
-confirmed the target's last WAL position, sequences are carried back (logical replication does
+Stopping it is the rollback's job, and it must lose nothing: the target is fenced (see
+`transfer.fence`), the subscription is waited for until it has confirmed the target's last WAL
+position, sequences are carried back (logical replication does
 not carry them), and only then are the subscription, its slot and the publication dropped.
 Every function here is idempotent: the executor may run an undo twice after a crash. The
 protocol lives here; connections come from `adapters.db`.
@@ -23,6 +23,7 @@ from psycopg import sql
 from migrate.adapters import db
 from migrate.config import Inventory
 from migrate.errors import StepFailed
+from migrate.transfer import fence as fences
 
 POLL_SECONDS = 0.2
 # pg_subscription is shared by the whole cluster; names are unique per database only.
@@ -60,7 +61,7 @@ def stop(inv: Inventory, *, source: str, source_db: str, target: str, target_db:
     if db.database_exists(inv, target, target_db):
         with _session(inv, target, target_db) as conn:
             if _slot_exists(conn, name):
-                _fence(conn, target_db)
+                fences.apply(conn, target_db)
                 result["caught_up"] = _wait_caught_up(conn, name, timeout, f"{target}/{target_db}")
             sequences = _sequences(conn)
         with _session(inv, source, source_db) as conn:
@@ -88,8 +89,7 @@ def _drop_replication(inv: Inventory, source: str, source_db: str, target: str, 
             _drop_slot(conn, name)
             conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)))
             if unfence:
-                conn.execute(sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(
-                    sql.Identifier(target_db)))
+                fences.lift(conn, target_db)
 
 
 def _session(inv: Inventory, server: str, dbname: str):
@@ -124,13 +124,6 @@ def _tables_without_identity(conn) -> list[tuple[str, str]]:
           AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'
           AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
         ORDER BY 1, 2""").fetchall()
-
-
-def _fence(conn, target_db: str) -> None:
-    """No new write on the target: new transactions read-only, client sessions ended."""
-    conn.execute(sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(sql.Identifier(target_db)))
-    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
-                 " AND pid <> pg_backend_pid() AND backend_type = 'client backend'")
 
 
 def _wait_caught_up(conn, name: str, timeout: float, where: str) -> str:

@@ -16,6 +16,7 @@ import json
 from psycopg import sql
 
 from migrate.config import Database
+from migrate.transfer import fence
 from migrate.transfer.roles import RoleMap
 from migrate.verify.model import Difference
 from migrate.verify.probes import USER_SCHEMAS, Session
@@ -132,7 +133,7 @@ NOT_EXTENSION = "NOT EXISTS (SELECT 1 FROM pg_depend x WHERE x.classid = '{catal
 RELATION_KIND = "(CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END)::\"char\""
 
 PRIVILEGES = f"""
-SELECT 'database', '', pg_get_userbyid(d.datdba), {ACL.format(acl='d.datacl', kind="'d'", owner='d.datdba')}
+SELECT 'database', '', pg_get_userbyid(d.datdba), {ACL.format(acl=fence.ACL_BEFORE_FENCE, kind="'d'", owner='d.datdba')}
   FROM pg_database d WHERE d.datname = current_database()
 UNION ALL
 SELECT 'schema', n.nspname, pg_get_userbyid(n.nspowner), {ACL.format(acl='n.nspacl', kind="'n'", owner='n.nspowner')}

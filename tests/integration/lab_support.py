@@ -178,8 +178,11 @@ def server_state(side: str) -> dict:
         def rows(q):
             return sorted(tuple(str(c) for c in r) for r in conn.execute(q))
         return {
-            "databases": rows("SELECT datname, coalesce(datacl::text, 'default'), datconnlimit, datallowconn"
-                              " FROM pg_database WHERE NOT datistemplate"),
+            # Who holds which privilege (not how the ACL is spelled: a default ACL made explicit is the same)
+            "privileges": rows("SELECT d.datname, coalesce(r.rolname, 'PUBLIC'), a.privilege_type FROM pg_database d"
+                               " CROSS JOIN aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a"
+                               " LEFT JOIN pg_roles r ON r.oid = a.grantee WHERE NOT d.datistemplate"),
+            "databases": rows("SELECT datname, datconnlimit, datallowconn FROM pg_database WHERE NOT datistemplate"),
             "roles": rows("SELECT rolname, rolcanlogin, rolreplication FROM pg_roles WHERE rolname NOT LIKE 'pg\\_%'"),
             "slots": rows("SELECT slot_name, database FROM pg_replication_slots"),
             "subscriptions": rows("SELECT subname, subenabled FROM pg_subscription"),

@@ -186,26 +186,47 @@ def test_a_rollback_killed_twice_is_finished_by_the_next_one(fresh):
     roll_back(fresh)
 
 
+TERMINAL = ("terminal_writer", "terminal-writer-" + os.urandom(8).hex())
+
+
+def as_terminal(dbname: str) -> psycopg.Connection:
+    """A punch terminal's own role: not a superuser, CONNECT through PUBLIC, INSERT (punch, audit)."""
+    return psycopg.connect(lab.dsn("target", dbname).replace("user=migrate", f"user={TERMINAL[0]}")
+                           + f" password={TERMINAL[1]}", autocommit=True)
+
+
 def test_a_rollback_killed_while_draining_the_way_back_loses_no_punch(fresh):
     """Issue #13 point 2: the drain waits on a lock held on the source; the rollback is killed
-    after the fence; the next rollback finishes it and the punch written on the target after
-    go-live reaches the source."""
+    after the fence; a writer cannot get past the fence with `BEGIN READ WRITE`; the next rollback
+    finishes, and the punch written on the target after go-live reaches the source."""
     done = lab.migrate(*RUN)
     assert done.returncode == 0, done.stderr
     with psycopg.connect(lab.dsn("target", "presenze"), autocommit=True) as conn:
-        conn.execute("INSERT INTO punch (employee_id, punched_at, direction, origin, recorded_at)"
-                     " VALUES (2, now(), 'IN', 'MAN', now())")
-        written = conn.execute("SELECT count(*) FROM punch").fetchone()[0]
-    with psycopg.connect(lab.dsn("source", "presenze")) as holder:
-        holder.execute("LOCK TABLE punch IN ACCESS EXCLUSIVE MODE")  # the way back's apply waits
-        assert kill_at(ROLLBACK, Kill("action", step="attendance/way-back:presenze", delay=4))
-        holder.rollback()
-    TALLY["double faults"] += 1
-    with psycopg.connect(lab.dsn("target", "presenze")) as conn:
-        fenced = conn.execute("SHOW default_transaction_read_only").fetchone()[0]
-        assert fenced == "on", "the target stays fenced until the drain is done"
-    back = lab.migrate(*ROLLBACK)
-    assert back.returncode == 0, back.stderr
+        conn.execute(f"CREATE ROLE {TERMINAL[0]} LOGIN PASSWORD '{TERMINAL[1]}'")
+        conn.execute(f"GRANT INSERT, SELECT ON ALL TABLES IN SCHEMA public TO {TERMINAL[0]}")  # punch, audit_log
+        conn.execute(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {TERMINAL[0]}")
+    try:
+        with as_terminal("presenze") as terminal, psycopg.connect(lab.dsn("source", "presenze")) as holder:
+            holder.execute("LOCK TABLE punch IN ACCESS EXCLUSIVE MODE")  # the way back's apply waits
+            terminal.execute("INSERT INTO punch (employee_id, punched_at, direction, origin, recorded_at)"
+                             " VALUES (2, now(), 'IN', 'MAN', now())")
+            written = terminal.execute("SELECT count(*) FROM punch").fetchone()[0]
+            assert kill_at(ROLLBACK, Kill("action", step="attendance/way-back:presenze", delay=4))
+            TALLY["double faults"] += 1
+            with pytest.raises(psycopg.OperationalError):
+                terminal.execute("BEGIN READ WRITE")  # the fence ended its session...
+            holder.rollback()
+        with pytest.raises(psycopg.OperationalError, match="permission denied"):
+            as_terminal("presenze")  # ... and lets no new one in, whatever it would begin
+        back = lab.migrate(*ROLLBACK)
+        assert back.returncode == 0, back.stderr
+    finally:
+        with psycopg.connect(lab.dsn("target", "postgres"), autocommit=True) as conn:
+            if lab.databases("target"):
+                for db in lab.databases("target"):
+                    with psycopg.connect(lab.dsn("target", db), autocommit=True) as inner:
+                        inner.execute(f"DROP OWNED BY {TERMINAL[0]}")
+            conn.execute(f"DROP ROLE IF EXISTS {TERMINAL[0]}")
     with psycopg.connect(lab.dsn("source", "presenze")) as conn:
         assert conn.execute("SELECT count(*) FROM punch").fetchone()[0] == written, "the target's punch is lost"
 
