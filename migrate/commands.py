@@ -54,7 +54,7 @@ def preflight(inv: config.Inventory, wave: str, *, bus: Bus, run_id: str | None 
     """Every check, journalled as evidence under the run it guards (or a run id of its own).
     `record` is where the findings go: the inventory's journal unless told (a dry run's forgets)."""
     scope.check_wave(inv, wave)
-    db.check_passfiles(inv, wave)  # run, sync and plan come through here before contacting anything
+    db.check_passfiles(inv, wave)  # before contacting anything (run and sync have checked already)
     j = journal(inv)
     findings = checks.run_checks(inv, wave, pace=_pace(j), total_bytes=_wave_bytes(inv, wave),
                                  owned_slots=owned_slots(j), own_switch=own_switch)
@@ -162,6 +162,7 @@ def run(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm, dry_run
     synced wave's run is resumed by `run`, which goes on to the cutover."""
     full = inv
     inv, key = scope.scoped(inv, wave, limit)
+    db.check_passfiles(inv, wave)  # bad input: refused before the journal or the lock is made
     j = journal(inv)
     # One lock per wave, whatever the limit: the parts of a wave share hosts and the front door.
     with lock.wave_lock(inv.state_dir, wave, "dry run" if dry_run else "run") as stale:
@@ -326,6 +327,7 @@ def rollback(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm,
     actions of the journalled plan are refused all the same."""
     full = inv
     inv, key = scope.scoped(inv, wave, limit)
+    db.check_passfiles(inv, wave)
     j = journal(inv)
     with lock.wave_lock(inv.state_dir, wave, "rollback") as stale:
         broken = _require_chain(j, override=forensic_override)
@@ -340,7 +342,6 @@ def rollback(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm,
             j.append(view.run_id, key, "chain_override", {"operator": operator(), "reason": forensic_override,
                                                           "breakage": broken})
         _require_planned(view)
-        db.check_passfiles(inv, wave)
         effects = view.pending_undo()
         warn = [f"JOURNAL CHAIN BROKEN ({broken}): rolling back anyway for forensics, reason journalled"] if broken else []
         text = "\n".join(warn + [f"roll back {key}, run {view.run_id} ({len(effects)} effects to undo, newest first):"]

@@ -79,15 +79,10 @@ def test_a_journal_from_before_anchors_is_judged_by_its_chain(tmp_path):
 
 
 def test_run_and_rollback_refuse_a_broken_chain_before_acting(tmp_path):
-    import shutil
-    from pathlib import Path
-
     from migrate import commands, config
     from migrate.engine.events import Bus
     from migrate.errors import MigrateError
-    lab = Path(__file__).resolve().parents[2] / "inventories" / "lab"
-    shutil.copytree(lab, tmp_path / "inv", ignore=shutil.ignore_patterns(".state"))
-    inv = config.load(tmp_path / "inv")
+    inv = config.load(lab_inventory(tmp_path))
     j = commands.journal(inv)
     j.append("wave-1-x", "wave-1", "effect", {"i": 1})
     j.append("wave-1-x", "wave-1", "effect", {"i": 2})
@@ -101,16 +96,11 @@ def test_run_and_rollback_refuse_a_broken_chain_before_acting(tmp_path):
 def test_an_undo_that_is_not_the_plans_is_refused_even_with_an_intact_chain(tmp_path):
     """The fault matrix's attack with the chain written again: the effect's undo names the
     source's database; the plan journalled at the start names the target's. Nothing runs."""
-    import shutil
-    from pathlib import Path
-
     from migrate import commands, config
     from migrate.engine.events import Bus
     from migrate.errors import MigrateError
     from migrate.model.plan import Action, StepPlan, WavePlan
-    lab = Path(__file__).resolve().parents[2] / "inventories" / "lab"
-    shutil.copytree(lab, tmp_path / "inv", ignore=shutil.ignore_patterns(".state"))
-    inv = config.load(tmp_path / "inv")
+    inv = config.load(lab_inventory(tmp_path))
     drop = Action("db.drop_database", {"server": "cloud-pg", "dbname": "personale"}, "drop cloud-pg/personale")
     create = Action("db.create_database", {"server": "cloud-pg", "dbname": "personale"}, "create", undo=drop)
     plan = WavePlan("wave-1", "wave-1-x", (StepPlan("personnel/create-db:personale", "personnel", "create",
@@ -138,15 +128,22 @@ def test_the_rollback_prompt_says_what_each_undo_will_touch():
 
 
 def test_limit_to_a_system_whose_dependency_is_not_migrated_is_bad_usage(tmp_path):
-    import shutil
-    from pathlib import Path
-
     from migrate import commands, config
     from migrate.engine.events import Bus
     from migrate.errors import ConfigError
-    lab = Path(__file__).resolve().parents[2] / "inventories" / "lab"
-    shutil.copytree(lab, tmp_path / "inv", ignore=shutil.ignore_patterns(".state"))
-    inv = config.load(tmp_path / "inv")
+    inv = config.load(lab_inventory(tmp_path))
     with pytest.raises(ConfigError, match="--limit attendance: it depends on personnel") as refused:
         commands.run(inv, "wave-1", bus=Bus(), confirm=lambda text: True, limit="attendance")
     assert refused.value.exit_code == 2
+
+
+def lab_inventory(tmp_path):
+    """The lab inventory for a lab at tmp_path/lab that is not up: only its passfiles exist
+    (run and rollback refuse a missing one before anything else)."""
+    from migrate.lab.inventory import write_lab_inventory
+    from migrate.lab.layout import LabPorts
+    for name in ("secrets/pgpass", "pg/replication.pgpass", "pg/sync.pgpass"):
+        path = tmp_path / "lab" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+    return write_lab_inventory(tmp_path / "lab", LabPorts(), tmp_path / "inv")
