@@ -13,7 +13,7 @@ from typing import Callable
 
 from migrate import config, facts, scope, steps
 from migrate import preflight as checks
-from migrate.adapters import db
+from migrate.adapters import anchor, db
 from migrate.engine import lock, state
 from migrate.engine.context import Context
 from migrate.engine.events import Bus
@@ -36,7 +36,7 @@ RESUMABLE = ("failed", "interrupted", "awaiting_approval", "synced")
 
 
 def journal(inv: config.Inventory) -> Journal:
-    return Journal(journal_path(inv.state_dir))
+    return Journal(journal_path(inv.state_dir), remote=anchor.BucketAnchor(inv))
 
 
 def context(inv: config.Inventory, run_id: str, wave: str, *, key: str = "", bus: Bus | None = None,

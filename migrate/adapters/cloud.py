@@ -36,15 +36,15 @@ UNSUPPORTED = ("NotImplemented", "MethodNotAllowed", "NotImplementedError", "501
 LIFECYCLE_UNSUPPORTED = UNSUPPORTED + ("BucketAlreadyExists", "BucketAlreadyOwnedByYou")
 
 
-def client(inv: Inventory, *, pool: int = 10):
+def client(inv: Inventory, *, pool: int = 10, attempts: int = 5, timeout: float = 60):
     st = inv.spec.storage
     if st.endpoint_url:
         guard.check(inv, urlsplit(st.endpoint_url).hostname or "", "storage.endpoint_url")
-    cfg = Config(region_name=st.region, retries={"max_attempts": 5, "mode": "standard"},
+    cfg = Config(region_name=st.region, retries={"max_attempts": attempts, "mode": "standard"},
                  s3={"addressing_style": st.addressing},
                  request_checksum_calculation=st.checksum_mode,
                  response_checksum_validation=st.checksum_mode,
-                 connect_timeout=10, read_timeout=60, max_pool_connections=pool)
+                 connect_timeout=min(10, timeout), read_timeout=timeout, max_pool_connections=pool)
     key_id, secret = _credentials(inv)
     return boto3.session.Session().client(
         "s3", endpoint_url=st.endpoint_url, aws_access_key_id=key_id, aws_secret_access_key=secret, config=cfg)

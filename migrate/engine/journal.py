@@ -58,10 +58,19 @@ def new_run_id(wave: str) -> str:
     return f"{wave}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}"
 
 
+# Records after which the head is also sent to the second anchor (see `Journal.remote`): the end
+# of each step, undo and run, not every record.
+REMOTE_KINDS = frozenset({"step_done", "step_failed", "step_waiting", "undone", "run_finished",
+                          "rollback_finished", "finalized", "evidence_pack", "chain_override"})
+
+
 class Journal:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, remote=None):
+        """`remote`: a second anchor off this machine (`put(first, seq, digest)`, `get(first)` ->
+        (seq, digest), None when it holds none, or "unreachable"), keyed by the first record's hash;
+        best effort: a journal is never refused because its second anchor cannot be reached."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
+        self.path, self.remote = path, remote
         # isolation_level=None: we open explicit IMMEDIATE transactions so that two processes
         # appending at once serialise on the chain's tail instead of forking it.
         self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
@@ -90,6 +99,8 @@ class Journal:
             self.db.execute("ROLLBACK")
             raise
         self._anchor(seq, digest)
+        if self.remote is not None and kind in REMOTE_KINDS:
+            self.remote.put(self._first_hash(), seq, digest)
         return Record(seq, run_id, wave, step, kind, json.loads(body), at)
 
     @property
@@ -118,6 +129,10 @@ class Journal:
             return int(seq), digest
         except (FileNotFoundError, ValueError):
             return None
+
+    def _first_hash(self) -> str | None:
+        row = self.db.execute("SELECT hash FROM records WHERE seq = 1").fetchone()
+        return row[0] if row else None
 
     def records(self, *, run_id: str | None = None, wave: str | None = None) -> list[Record]:
         query, args = "SELECT seq, run_id, wave, step, kind, data, at FROM records", []
@@ -154,15 +169,31 @@ class Journal:
             hashes[seq] = digest
             prev, expected_seq = digest, seq + 1
         head = self._head()
-        if head is None:
+        if head is not None:
+            seq, digest = head
+            if seq >= expected_seq:
+                return f"records {expected_seq} to {seq} are missing (cut from the end; the head says {seq})"
+            if hashes.get(seq) != digest:
+                return f"record {seq} does not match the anchored head"
+            if expected_seq - 1 > seq + 1:
+                return f"records {seq + 2} to {expected_seq - 1} were added after the anchored head"
+        return self._check_remote(hashes, expected_seq)
+
+    def _check_remote(self, hashes: dict[int, str], expected_seq: int) -> str | None:
+        """The second anchor may lag (it is sent at the end of steps, best effort) but never leads."""
+        if self.remote is None or not hashes:
             return None
-        seq, digest = head
+        found = self.remote.get(hashes[1])
+        if found is None or found == "unreachable":
+            return None
+        if found == "unreadable":
+            return "the copy of the head kept in the bucket is unreadable"
+        seq, digest = found
         if seq >= expected_seq:
-            return f"records {expected_seq} to {seq} are missing (cut from the end; the head says {seq})"
+            return (f"records {expected_seq} to {seq} are missing (cut from the end; the bucket's copy of the"
+                    f" head says {seq})")
         if hashes.get(seq) != digest:
-            return f"record {seq} does not match the anchored head"
-        if expected_seq - 1 > seq + 1:
-            return f"records {seq + 2} to {expected_seq - 1} were added after the anchored head"
+            return f"record {seq} does not match the head kept in the bucket"
         return None
 
 

@@ -142,10 +142,15 @@ def drain_spool() -> int:
 BUCKET = "comune-migration-staging"
 
 
+ANCHORS = "journal-anchors/"  # the journal's second anchor: evidence, kept after a rollback
+
+
 def bucket_versions() -> list[tuple[str, str]]:
+    """Every version and delete marker in the bucket but the journal's anchors."""
     s3, found = s3_client(), []
     for page in s3.get_paginator("list_object_versions").paginate(Bucket=BUCKET):
-        found += [(v["Key"], v["VersionId"]) for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+        found += [(v["Key"], v["VersionId"]) for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+                  if not v["Key"].startswith(ANCHORS)]
     return sorted(found)
 
 

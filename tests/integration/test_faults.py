@@ -304,3 +304,22 @@ def test_every_warm_boundary_then_resume_then_rollback(fresh, step):
         run_id = killed_run(Kill("step_done", step))
     resume(run_id)
     roll_back(fresh)
+
+
+def test_a_journal_cut_back_with_its_head_file_is_refused_through_the_bucket_copy(fresh):
+    """A tampered journal: records cut from its end and the head file beside it rewritten to
+    match. The head kept in the staging bucket still tells, and nothing acts on the journal."""
+    import sqlite3
+    killed_run(Kill("step_done", "staging:comune-migration-staging"))
+    path = lab.INVENTORY / ".state" / "journal.sqlite"
+    with sqlite3.connect(path) as db:
+        last = db.execute("SELECT max(seq) FROM records").fetchone()[0]
+        db.execute("DELETE FROM records WHERE seq > ?", (last - 3,))
+        head = db.execute("SELECT hash FROM records WHERE seq = ?", (last - 3,)).fetchone()[0]
+    path.with_name(path.name + ".head").write_text(f"{last - 3} {head}\n")
+    chain = json.loads(lab.migrate("--json", "status", "wave-1").stdout)["chain"]
+    assert "the bucket's copy of the head" in chain, chain
+    for verb in (RUN, ROLLBACK):
+        refused = lab.migrate(*verb)
+        assert refused.returncode == 1 and "refusing to act on it" in refused.stderr, refused.stderr
+    TALLY["tampered journals refused"] += 1

@@ -147,3 +147,47 @@ def lab_inventory(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("")
     return write_lab_inventory(tmp_path / "lab", LabPorts(), tmp_path / "inv")
+
+
+class Remote:
+    """A second anchor in memory, as the bucket keeps it."""
+
+    def __init__(self):
+        self.heads = {}
+
+    def put(self, first, seq, digest):
+        self.heads[first] = (seq, digest)
+        return True
+
+    def get(self, first):
+        return self.heads.get(first)
+
+
+def test_a_tail_cut_with_the_head_file_beside_it_is_caught_by_the_bucket_copy(tmp_path):
+    remote = Remote()
+    j = Journal(tmp_path / "j.sqlite", remote=remote)
+    j.append("r1", "w", "run_started", {})
+    for i in range(3):
+        j.append("r1", "w", "step_started", {}, step=f"s{i}")
+        j.append("r1", "w", "step_done", {}, step=f"s{i}")
+    assert remote.heads and j.verify_chain() is None
+    assert list(remote.heads.values())[0][0] == 7, "sent at each step's end"
+    with sqlite3.connect(j.path) as db:
+        db.execute("DELETE FROM records WHERE seq > 4")
+        head = db.execute("SELECT hash FROM records WHERE seq = 4").fetchone()[0]
+    j.head_path.write_text(f"4 {head}\n")  # the file beside it cut back too
+    assert j.verify_chain() == ("records 5 to 7 are missing (cut from the end; the bucket's copy of the head"
+                                " says 7)")
+
+
+def test_an_unreachable_bucket_leaves_the_journal_to_its_local_anchor(tmp_path):
+    class Down:
+        def put(self, *a):
+            return False
+
+        def get(self, first):
+            return "unreachable"
+    j = Journal(tmp_path / "j.sqlite", remote=Down())
+    j.append("r1", "w", "run_started", {})
+    j.append("r1", "w", "step_done", {}, step="s")
+    assert j.verify_chain() is None
