@@ -13,7 +13,7 @@ from typing import Callable
 
 from migrate import config, facts, scope, steps
 from migrate import preflight as checks
-from migrate.adapters import anchor, db
+from migrate.adapters import anchor, ansible, db
 from migrate.engine import lock, state
 from migrate.engine.context import Context
 from migrate.engine.events import Bus
@@ -166,6 +166,7 @@ def run(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm, dry_run
     j = journal(inv)
     # One lock per wave, whatever the limit: the parts of a wave share hosts and the front door.
     with lock.wave_lock(inv.state_dir, wave, "dry run" if dry_run else "run") as stale:
+        stale = stale if dry_run else _taken_over(inv, stale)  # a dry run touches nothing
         _require_chain(j)
         view = state.latest(j.records(wave=key))
         if view and view.status in ("completed", "final"):
@@ -190,6 +191,14 @@ def run(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm, dry_run
             return _dry_run(inv, wave, key, bus, wave_plan, resumed, approved_by, hold=warm)
         _require(findings, accept_warnings)
         return _run(inv, wave, key, j, bus, confirm, wave_plan, resumed, stale, approved_by, hold=warm)
+
+
+def _taken_over(inv: config.Inventory, stale: dict | None) -> dict | None:
+    """A holder that died without releasing the lock may have left playbook workers running on:
+    they are stopped before anything else, so that none races what this command does."""
+    if not stale:
+        return stale
+    return {**stale, "leftover_processes": ansible.stop_leftovers(inv)}
 
 
 def _require_chain(j: Journal, *, override: str | None = None) -> str | None:
@@ -330,6 +339,7 @@ def rollback(inv: config.Inventory, wave: str, *, bus: Bus, confirm: Confirm,
     db.check_passfiles(inv, wave)
     j = journal(inv)
     with lock.wave_lock(inv.state_dir, wave, "rollback") as stale:
+        stale = _taken_over(inv, stale)
         broken = _require_chain(j, override=forensic_override)
         view = state.latest(j.records(wave=key))
         if view is None or view.status == "rolled_back":

@@ -11,11 +11,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,6 +82,40 @@ def _dies_with_us(command: list[str]) -> list[str]:
     running on, racing the rollback that follows (it would undo the rollback's work)."""
     setpriv = shutil.which("setpriv")  # util-linux: the kernel's parent-death signal
     return [setpriv, "--pdeathsig", "KILL", "--", *command] if setpriv else command
+
+
+def stop_leftovers(inv: Inventory, grace: float = 3.0) -> int:
+    """Stop what a killed orchestrator's playbooks left running: ansible's forked task workers
+    (the parent-death signal reaches only ansible-playbook itself) and its ssh masters. They are
+    the processes whose command line or environment names this inventory's Ansible directory.
+    SIGTERM, then SIGKILL after `grace` seconds. Returns how many were found (Linux /proc)."""
+    mark = (str(inv.state_dir / "ansible") + "/").encode()
+    found = [pid for pid in _pids() if pid != os.getpid() and any(mark in _proc(pid, f) for f in ("cmdline", "environ"))]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(_alive(pid) for pid in found):
+            time.sleep(0.05)
+    return len(found)
+
+
+def _pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()] if os.path.isdir("/proc") else []
+
+
+def _proc(pid: int, name: str) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/{name}").read_bytes()
+    except OSError:
+        return b""
+
+
+def _alive(pid: int) -> bool:
+    """Running, and not a zombie waiting for its parent."""
+    stat = _proc(pid, "stat")
+    return bool(stat) and stat.rsplit(b")", 1)[-1].split()[0] != b"Z"
 
 
 def _ansible_env(inv: Inventory, hosts: list[str], private: Path) -> dict:
