@@ -325,3 +325,51 @@ def test_a_journal_cut_back_with_its_head_file_is_refused_through_the_bucket_cop
         refused = lab.migrate(*verb)
         assert refused.returncode == 1 and "refusing to act on it" in refused.stderr, refused.stderr
     TALLY["tampered journals refused"] += 1
+
+
+def personal_values() -> set[str]:
+    """What identifies a person in the lab's data: codes, mail, IBAN, phone, and each document's
+    place in the archive (employee code and kind of document)."""
+    found = set()
+    with psycopg.connect(lab.dsn("source", "personale")) as conn:
+        for row in conn.execute("SELECT tax_code, work_email, personal_email, pec, phone, iban FROM employee"
+                                " UNION ALL SELECT tax_code, NULL, NULL, NULL, NULL, NULL FROM family_member"):
+            found |= {v for v in row if v and len(v) >= 8}
+    archive = lab.host_root("src-app") / "srv" / "personale" / "documents"
+    found |= {"/".join(p.relative_to(archive).parts[-2:]) for p in archive.rglob("*") if p.is_file()}
+    return found
+
+
+def test_no_personal_value_or_secret_anywhere_the_tool_writes(fresh):
+    """After a killed run, its resume, a verification that finds a damaged document, an evidence
+    pack and a rollback: journal, state, Ansible artefacts, reports, the pack, every command's
+    output, the bucket's object metadata and the configuration written on the hosts hold none."""
+    from tests.integration.test_wave import CANARY, secrets
+    outputs = []
+    run_id = killed_run(Kill("step_started", "personnel/restore-archive", delay=0.5))
+    resumed = lab.migrate("--json", *RUN, extra_env=CANARY)
+    outputs.append(resumed)
+    assert resumed.returncode == 0 and run_id in resumed.stdout, resumed.stderr
+    damaged = next((lab.host_root("tgt-app") / "srv" / "personale" / "documents").rglob("*.pdf"))
+    damaged.write_bytes(damaged.read_bytes()[:-1] + b"!")
+    outputs += [lab.migrate("verify", "wave-1"), lab.migrate("--json", "report", "wave-1"),
+                lab.migrate("evidence", "wave-1"), lab.migrate("--json", "status", "wave-1")]
+    assert outputs[1].returncode == 1 and "altered" in outputs[1].stdout + outputs[1].stderr
+    s3 = lab.s3_client()
+    metadata = [json.dumps(s3.head_object(Bucket=lab.BUCKET, Key=k, VersionId=v)["Metadata"]).encode()
+                for k, v in lab.bucket_versions()]
+    damaged.unlink()  # a changed file would be kept by the rollback (it did not write that one)
+    outputs.append(lab.migrate(*ROLLBACK, extra_env=CANARY))
+    assert outputs[-1].returncode == 0, outputs[-1].stderr
+    written = [p.read_bytes() for p in (lab.INVENTORY / ".state").rglob("*") if p.is_file()]
+    written += [p.read_bytes() for host in ("tgt-app", "front") for p in (lab.host_root(host) / "etc").rglob("*")
+                if p.is_file()]
+    written += metadata + [(o.stdout + o.stderr).encode() for o in outputs]
+    assert len(written) > 50 and any(b"evidence_pack" in b for b in written), "the journal and the pack are there"
+    values = personal_values()
+    assert len(values) > 50
+    leaked = sorted(v for v in values | set(secrets()) | set(CANARY.values())
+                    if any(v.encode() in blob for blob in written))
+    TALLY["personal values and secrets looked for"] += len(values) + len(secrets()) + len(CANARY)
+    TALLY["found"] += len(leaked)
+    assert leaked == [], f"{len(leaked)} personal value(s) or secret(s) written by the tool"
