@@ -373,3 +373,26 @@ def test_no_personal_value_or_secret_anywhere_the_tool_writes(fresh):
     TALLY["personal values and secrets looked for"] += len(values) + len(secrets()) + len(CANARY)
     TALLY["found"] += len(leaked)
     assert leaked == [], f"{len(leaked)} personal value(s) or secret(s) written by the tool"
+
+
+@full
+@pytest.mark.parametrize("case", range(4))
+def test_random_chains_of_faults_in_a_warm_wave(fresh, case):
+    """sync killed, the next sync killed later, sync; run killed after the hold, its resume killed,
+    resume; then a rollback killed: at random points, then everything compared."""
+    rng = random.Random(f"{SEED}:warm:{case}")
+    hold = WARM.index("synced")
+    sync = ("sync", "wave-1", "--yes")
+    first = rng.randrange(hold - 1)
+    run_id = killed_run(Kill("step_done", WARM[first]), sync)
+    second, delay = points(rng, WARM[first + 1:hold])
+    TALLY["double faults"] += kill_at(sync, Kill("step_started", second, delay=delay))
+    synced = lab.migrate(*sync)
+    assert synced.returncode == 0 and run_id in synced.stdout, synced.stderr
+    third, delay = points(rng, WARM[hold + 1:-1])
+    TALLY["kills of run"] += kill_at(RUN, Kill("step_started", third, delay=delay))
+    fourth, delay = points(rng, WARM[WARM.index(third):])
+    TALLY["double faults"] += kill_at(RUN, Kill("step_started", fourth, delay=delay))
+    resume(run_id)
+    TALLY["double faults"] += kill_at(ROLLBACK, Kill("action", nth=rng.randint(1, 8), delay=rng.uniform(0, 1)))
+    roll_back(fresh)
