@@ -1,36 +1,25 @@
 """`rollback --forensic-override REASON` (#13, journal): the one way to act on a journal whose
 chain is broken, for forensics only; journalled first, and the plan check still holds."""
 
-import shutil
 import sqlite3
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-import yaml
 
 from migrate import commands, config
 from migrate.engine.events import Bus
 from migrate.errors import MigrateError
 from migrate.model.plan import Action, StepPlan, WavePlan
+from tests.unit.lab_copy import lab_inventory
 
-LAB = Path(__file__).resolve().parents[2] / "inventories" / "lab"
 REASON = "disk image taken for case 42; restoring service"
 
 
 @pytest.fixture
 def inv(tmp_path):
     """The lab inventory with passfiles that exist (nothing here connects)."""
-    copy = tmp_path / "inv"
-    shutil.copytree(LAB, copy, ignore=shutil.ignore_patterns(".state"))
-    pgpass = tmp_path / "pgpass"
-    pgpass.write_text("*:*:*:*:x\n")
-    spec = yaml.safe_load((copy / "migrate.yml").read_text())
-    for s in spec["db_servers"].values():
-        s.update(passfile=str(pgpass), replication_passfile=str(pgpass))
-    (copy / "migrate.yml").write_text(yaml.safe_dump(spec))
-    return config.load(copy)
+    return config.load(lab_inventory(tmp_path))
 
 
 def started(inv, effect: Action | None = None):

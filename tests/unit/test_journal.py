@@ -3,6 +3,7 @@ import sqlite3
 import pytest
 
 from migrate.engine.journal import Journal
+from tests.unit.lab_copy import lab_inventory
 
 
 def test_records_chain_and_read_back(tmp_path):
@@ -135,18 +136,6 @@ def test_limit_to_a_system_whose_dependency_is_not_migrated_is_bad_usage(tmp_pat
     with pytest.raises(ConfigError, match="--limit attendance: it depends on personnel") as refused:
         commands.run(inv, "wave-1", bus=Bus(), confirm=lambda text: True, limit="attendance")
     assert refused.value.exit_code == 2
-
-
-def lab_inventory(tmp_path):
-    """The lab inventory for a lab at tmp_path/lab that is not up: only its passfiles exist
-    (run and rollback refuse a missing one before anything else)."""
-    from migrate.lab.inventory import write_lab_inventory
-    from migrate.lab.layout import LabPorts
-    for name in ("secrets/pgpass", "pg/replication.pgpass", "pg/sync.pgpass"):
-        path = tmp_path / "lab" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("")
-    return write_lab_inventory(tmp_path / "lab", LabPorts(), tmp_path / "inv")
 
 
 class Remote:

@@ -2,7 +2,6 @@
 refuse before any connection: exit 2, one line naming the spec file and the field (#13 item 4).
 Loading the spec does not look for them: the lab's spec names files `migrate lab up` creates."""
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,22 +15,14 @@ from migrate.engine.journal import Journal
 from migrate.errors import ConfigError
 from migrate.model.layout import journal_path
 from migrate.model.plan import WavePlan
+from tests.unit.lab_copy import lab_inventory
 
 LAB = Path(__file__).resolve().parents[2] / "inventories" / "lab"
 
 
 def inventory(tmp_path: Path, server: str, field: str, value: Path | None = None) -> Path:
     """The lab inventory with every passfile a real file, but `server`'s `field` set to `value`."""
-    inv = tmp_path / "inv"
-    shutil.copytree(LAB, inv, ignore=shutil.ignore_patterns(".state"))
-    good = tmp_path / "pgpass"
-    good.write_text("*:*:*:*:x\n")
-    spec = yaml.safe_load((inv / "migrate.yml").read_text())
-    for s in spec["db_servers"].values():
-        s.update(passfile=str(good), replication_passfile=str(good))
-    spec["db_servers"][server][field] = str(value)
-    (inv / "migrate.yml").write_text(yaml.safe_dump(spec))
-    return inv
+    return lab_inventory(tmp_path, lambda spec: spec["db_servers"][server].update({field: str(value)}))
 
 
 def broken(tmp_path: Path, kind: str) -> Path:
