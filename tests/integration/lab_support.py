@@ -80,8 +80,13 @@ def object_digests(side: str, dbname: str) -> dict[str, list]:
             "triggers": names("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"),
             "indexes": names("SELECT schemaname || '.' || indexname FROM pg_indexes WHERE schemaname NOT IN ('pg_catalog')"),
             "sequences": sequences,
-            "publications": names("SELECT pubname FROM pg_publication"),
         }
+
+
+def publications(side: str, dbname: str) -> list[str]:
+    """A sync's publication on the source (the target's way back has one by design)."""
+    with psycopg.connect(dsn(side, dbname)) as conn:
+        return sorted(r[0] for r in conn.execute("SELECT pubname FROM pg_publication"))
 
 
 def host_root(host: str) -> Path:
@@ -199,6 +204,7 @@ def snapshot() -> dict:
     return {
         "source": {db: table_digests("source", db) for db in DATABASES},
         "source_objects": {db: object_digests("source", db) for db in DATABASES},
+        "source_publications": {db: publications("source", db) for db in DATABASES},
         "target_databases": databases("target"),
         "servers": {side: server_state(side) for side in ("source", "target")},
         "bucket": bucket_versions(),
