@@ -152,7 +152,7 @@ EVERY_STEP = ["freeze:src-app", "attendance/evidence:presenze", "staging:comune-
               "attendance/way-back:presenze", "switch-entry"]
 # The way back's boundary (and a rollback killed there, twice) is in test_faults, whose full
 # matrix (MIGRATE_TEST_FAULTS=full) also kills at every boundary.
-BOUNDARIES = EVERY_STEP if os.environ.get("MIGRATE_TEST_EVERY_BOUNDARY") else ["configure:tgt-app", "switch-entry"]
+BOUNDARIES = EVERY_STEP if os.environ.get("MIGRATE_TEST_EVERY_BOUNDARY") else ["switch-entry"]
 
 
 @pytest.mark.parametrize("boundary", BOUNDARIES)
