@@ -44,7 +44,8 @@ class BucketAnchor:
         try:
             body = self._client().get_object(Bucket=self.inv.spec.storage.bucket, Key=self._key(first))["Body"].read()
         except ClientError as exc:
-            return None if cloud._code(exc) in ("NoSuchKey", "404") else "unreachable"
+            missing = exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404")
+            return None if missing else "unreachable"
         except (MigrateError, BotoCoreError):
             return "unreachable"
         try:

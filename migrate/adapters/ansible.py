@@ -87,10 +87,11 @@ def _dies_with_us(command: list[str]) -> list[str]:
 def stop_leftovers(inv: Inventory, grace: float = 3.0) -> int:
     """Stop what a killed orchestrator's playbooks left running: ansible's forked task workers
     (the parent-death signal reaches only ansible-playbook itself) and its ssh masters. They are
-    the processes whose command line or environment names this inventory's Ansible directory.
+    the processes whose environment has the ANSIBLE_LOCAL_TEMP we give playbooks of this inventory
+    (not a command line naming the directory: an operator's `less` of an artefact is not ours).
     SIGTERM, then SIGKILL after `grace` seconds. Returns how many were found (Linux /proc)."""
-    mark = (str(inv.state_dir / "ansible") + "/").encode()
-    found = [pid for pid in _pids() if pid != os.getpid() and any(mark in _proc(pid, f) for f in ("cmdline", "environ"))]
+    mark = f"\0ANSIBLE_LOCAL_TEMP={inv.state_dir / 'ansible'}/".encode()
+    found = [pid for pid in _pids() if pid != os.getpid() and mark in b"\0" + _proc(pid, "environ")]
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in found:
             with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -1,5 +1,5 @@
 """What a killed orchestrator's playbooks leave running is stopped before the next command acts:
-real processes, found by this inventory's Ansible directory in their environment or command line."""
+real processes, found by the ANSIBLE_LOCAL_TEMP of this inventory's playbooks in their environment."""
 
 import os
 import subprocess
@@ -22,6 +22,8 @@ def sleeper(**env) -> subprocess.Popen:
 def test_leftover_workers_of_this_inventory_are_stopped_and_others_left_alone(tmp_path):
     ours = sleeper(ANSIBLE_LOCAL_TEMP=str(tmp_path / "inv" / ".state" / "ansible" / "configure-x" / "tmp"))
     other = sleeper(ANSIBLE_LOCAL_TEMP=str(tmp_path / "other" / ".state" / "ansible" / "configure-y" / "tmp"))
+    reader = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
+                               str(tmp_path / "inv" / ".state" / "ansible" / "configure-x" / "stdout")])
     try:
         time.sleep(0.2)
         started = time.monotonic()
@@ -29,8 +31,9 @@ def test_leftover_workers_of_this_inventory_are_stopped_and_others_left_alone(tm
         assert ours.wait(timeout=5) == -9, "it ignored SIGTERM: SIGKILL after the grace"
         assert time.monotonic() - started < 3
         assert other.poll() is None, "another inventory's process is not ours to stop"
+        assert reader.poll() is None, "an operator's command naming an artefact is not a worker"
     finally:
-        for proc in (ours, other):
+        for proc in (ours, other, reader):
             proc.kill()
             proc.wait()
 
