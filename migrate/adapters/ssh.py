@@ -302,11 +302,18 @@ class Program:
         self.channel.shutdown_write()
 
     def read_frame(self) -> tuple[bytes | None, bytes]:
+        """The next frame; a channel that ends inside one (a cut header, a short body) is a
+        dropped channel, which the callers' retry handles, not a parse error."""
         line = self.stdout.readline()
         if not line:
             return None, b""
-        kind, length = line.split()
-        return kind, self.stdout.read(int(length))
+        parts = line.split()
+        if not line.endswith(b"\n") or len(parts) != 2 or not parts[1].isdigit():
+            raise paramiko.SSHException("the channel ended inside a frame header")
+        body = self.stdout.read(int(parts[1]))
+        if len(body) != int(parts[1]):
+            raise paramiko.SSHException("the channel ended inside a frame")
+        return parts[0], body
 
     def read_line(self) -> bytes:
         return self.stdout.readline()

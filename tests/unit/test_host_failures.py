@@ -1,6 +1,7 @@
 """A host that fails after its connection was made is a failed check naming the host and the
 kind of failure, never an internal error (#13 item 7). No lab: the SSH client is a fake."""
 
+import io
 import socket
 import subprocess
 import sys
@@ -81,3 +82,18 @@ def test_paramikos_own_traceback_of_a_failure_it_raises_stays_off_stderr(importe
     code = f"{imported}\nimport logging; logging.getLogger('paramiko.transport').error('Traceback (most recent call last):')"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and ("Traceback" in proc.stderr) == printed, proc.stderr
+
+
+@pytest.mark.parametrize("stream", [b"D 10\nabc", b"D 1", b"\x89PNG garbage\n"])
+def test_a_channel_that_ends_inside_a_frame_is_a_dropped_channel(stream):
+    """Not a ValueError from parsing: the packers retry what ssh.ERRORS names."""
+    run = object.__new__(ssh.Program)
+    run.stdout = io.BytesIO(stream)
+    with pytest.raises(ssh.ERRORS):
+        run.read_frame()
+
+
+def test_whole_frames_are_read_and_the_end_is_none():
+    run = object.__new__(ssh.Program)
+    run.stdout = io.BytesIO(b"D 3\nabcE 2\n{}")
+    assert [run.read_frame() for _ in range(3)] == [(b"D", b"abc"), (b"E", b"{}"), (None, b"")]
