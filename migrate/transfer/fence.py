@@ -40,8 +40,9 @@ def apply(conn, dbname: str) -> None:
     me, superuser = conn.execute("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
     with conn.transaction():
         if _mark(conn, dbname) is None:
-            holders = [h for h in _holders(conn, dbname) if h != me]
-            keep_self = not superuser and me not in _holders(conn, dbname, direct=True)
+            found = [r[0] for r in conn.execute(HOLDERS, (dbname,))]  # '' is PUBLIC
+            holders = [h for h in found if h != me]
+            keep_self = not superuser and me not in found  # it had CONNECT through PUBLIC only
             acl = conn.execute("SELECT datacl::text FROM pg_database WHERE datname = %s", (dbname,)).fetchone()[0]
             record = json.dumps({"connect": holders, "granted_self": keep_self, "acl": acl}, separators=(",", ":"))
             conn.execute(sql.SQL("ALTER DATABASE {} SET {} = {}").format(db, sql.SQL(MARK), sql.Literal(record)))
@@ -69,12 +70,6 @@ def lift(conn, dbname: str) -> None:
                 conn.execute(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM CURRENT_USER").format(db))
             conn.execute(sql.SQL("ALTER DATABASE {} RESET {}").format(db, sql.SQL(MARK)))
         conn.execute(sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(db))
-
-
-def _holders(conn, dbname: str, direct: bool = False) -> list[str]:
-    """Roles with CONNECT ('' is PUBLIC); `direct`: granted to the role itself, not via PUBLIC."""
-    found = [r[0] for r in conn.execute(HOLDERS, (dbname,))]
-    return [h for h in found if h] if direct else found
 
 
 def _mark(conn, dbname: str) -> dict | None:

@@ -95,6 +95,7 @@ BROKEN = {
         passfile=str(p.parent / "no-such-pgpass"))), "db_servers.cloud-pg.passfile"),
     "passfile is a directory": ("migrate.yml", lambda p: edit_yaml(p, lambda d: d["db_servers"]["cloud-pg"].update(
         passfile=str(p.parent))), "db_servers.cloud-pg.passfile"),
+    # Weakened host-key checks as hostile input: each must be refused at load, never used.
     "host key check off": ("hosts.yml", lambda p: edit_yaml(p, lambda d: src_app(d).update(
         ansible_host_key_checking=False)), "hosts.src-app.ansible_host_key_checking"),
     "host key check off in ssh args": ("hosts.yml", lambda p: edit_yaml(p, lambda d: src_app(d).update(
